@@ -1,0 +1,268 @@
+//! Live runs: stream threads, each with its tasks, its consumer and its producer.
+//!
+//! A thread joins the application's consumer group; partitions the group gives it become
+//! tasks (opened and restored in the rebalance listener, before any of their records is
+//! processed), partitions taken away are committed and closed there too. The loop polls,
+//! hands records to their tasks, lets each task process its buffered records in timestamp
+//! order, runs wall-clock punctuations, and commits every `commit_interval` — or at once
+//! when there is nothing left to read, which keeps latency low under light load and batches
+//! under heavy load.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tracing::{error, info, info_span, warn};
+
+use super::tasks::TaskSet;
+use super::{RuntimeError, Shared};
+use crate::log::{Membership, RebalanceListener};
+use crate::record::TopicPartition;
+use crate::task::TaskId;
+
+/// Stops a running engine from another thread (a signal handler).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    stop: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Stream threads at work.
+pub struct RunningEngine {
+    stop: ShutdownHandle,
+    threads: Vec<JoinHandle<Result<(), RuntimeError>>>,
+}
+
+impl std::fmt::Debug for RunningEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningEngine")
+            .field("threads", &self.threads.len())
+            .finish()
+    }
+}
+
+impl RunningEngine {
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.stop.clone()
+    }
+
+    /// Whether every thread is still running.
+    pub fn is_running(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
+    /// Asks the threads to stop, commits, closes tasks cleanly and waits.
+    pub fn shutdown(self) -> Result<(), RuntimeError> {
+        self.stop.shutdown();
+        self.join()
+    }
+
+    /// Waits for the threads to end (after a shutdown, or when one fails).
+    pub fn join(self) -> Result<(), RuntimeError> {
+        let mut first = None;
+        for (i, handle) in self.threads.into_iter().enumerate() {
+            let result = handle.join().unwrap_or_else(|_| {
+                Err(RuntimeError::Thread {
+                    thread: i as u32,
+                    detail: "panicked".into(),
+                })
+            });
+            if let Err(e) = result {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+pub(super) fn start(shared: Arc<Shared>) -> Result<RunningEngine, RuntimeError> {
+    let stop = ShutdownHandle {
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let members = shared.config.threads.max(1);
+    let mut threads = Vec::new();
+    for member in 0..members {
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("stream-{member}"))
+            .spawn(move || {
+                let result = run_thread(shared, member, members, &stop);
+                if let Err(e) = &result {
+                    error!(thread = member, error = %e, "stream thread failed; stopping the engine");
+                    stop.shutdown();
+                }
+                result
+            })
+            .map_err(|e| RuntimeError::Thread {
+                thread: member,
+                detail: e.to_string(),
+            })?;
+        threads.push(handle);
+    }
+    Ok(RunningEngine { stop, threads })
+}
+
+/// Opens and closes tasks as the group moves partitions.
+struct Listener {
+    tasks: Arc<Mutex<TaskSet>>,
+    errors: Arc<Mutex<Option<RuntimeError>>>,
+}
+
+impl RebalanceListener for Listener {
+    fn on_revoked(&mut self, partitions: &[TopicPartition]) {
+        let mut tasks = self.tasks.lock();
+        let ids: BTreeSet<TaskId> = partitions.iter().filter_map(|tp| tasks.by_input(tp)).collect();
+        if ids.is_empty() {
+            return;
+        }
+        // Commit everything while we still own it, then let the revoked tasks go.
+        if let Err(e) = tasks.commit(true) {
+            self.errors.lock().get_or_insert(e);
+        }
+        for id in ids {
+            if let Err(e) = tasks.close(id, false) {
+                self.errors.lock().get_or_insert(e);
+            }
+        }
+    }
+
+    fn on_assigned(&mut self, partitions: &[TopicPartition]) {
+        let mut tasks = self.tasks.lock();
+        let ids: BTreeSet<TaskId> = partitions.iter().filter_map(|tp| tasks.task_of(tp)).collect();
+        for id in ids {
+            if let Err(e) = tasks.open(id) {
+                self.errors.lock().get_or_insert(e);
+            }
+        }
+    }
+}
+
+fn run_thread(
+    shared: Arc<Shared>,
+    member: u32,
+    members: u32,
+    stop: &ShutdownHandle,
+) -> Result<(), RuntimeError> {
+    let _span = info_span!("stream", thread = member).entered();
+    let topology = shared.topology.clone();
+    let transactional_id = format!("{}-{member}", topology.app_id());
+    let producer = shared.log.producer(Some(&transactional_id))?;
+    let tasks = Arc::new(Mutex::new(TaskSet::new(shared.clone(), producer)));
+    let errors = Arc::new(Mutex::new(None));
+    let group = topology.app_id().to_string();
+    let mut consumer = shared.log.consumer(Membership::Group {
+        group,
+        member,
+        members,
+    })?;
+    let mut topics: Vec<String> = topology
+        .subtopologies()
+        .iter()
+        .flat_map(|s| s.topics.clone())
+        .collect();
+    topics.sort();
+    topics.dedup();
+    consumer.subscribe(
+        &topics,
+        Box::new(Listener {
+            tasks: tasks.clone(),
+            errors: errors.clone(),
+        }),
+    )?;
+    info!(thread = member, members, guarantee = ?shared.config.guarantee, "stream thread started");
+
+    let commit_interval = shared.config.commit_interval;
+    let poll_records = shared.config.poll_records;
+    let max_buffered = poll_records * 8;
+    let mut last_commit = Instant::now();
+    let mut last_lag = Instant::now();
+    let result = (|| -> Result<(), RuntimeError> {
+        while !stop.is_shutdown() {
+            if let Some(e) = errors.lock().take() {
+                return Err(e);
+            }
+            let buffered = {
+                let mut tasks = tasks.lock();
+                for (tp, offset) in std::mem::take(&mut tasks.pending_seeks) {
+                    consumer.seek(&tp, offset)?;
+                }
+                tasks.tasks.values().map(|t| t.buffered()).sum::<usize>()
+            };
+            let timeout = if buffered > 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(50)
+            };
+            let max = if buffered >= max_buffered { 0 } else { poll_records };
+            let fetched = consumer.poll(max, timeout)?;
+            let mut tasks = tasks.lock();
+            for f in fetched {
+                if let Some(id) = tasks.by_input(&f.tp)
+                    && let Some(task) = tasks.get_mut(id)
+                {
+                    task.enqueue(&f.tp, f.records);
+                }
+            }
+            let now = shared.clock.now();
+            let mut processed_any = false;
+            let ids: Vec<TaskId> = tasks.tasks.keys().copied().collect();
+            for id in ids {
+                let task = tasks.get_mut(id).expect("listed");
+                let mut budget = 1000;
+                while budget > 0 && task.process_next()? {
+                    budget -= 1;
+                    processed_any = true;
+                }
+                task.punctuate(now)?;
+            }
+            let idle = !processed_any && tasks.tasks.values().all(|t| t.buffered() == 0);
+            let due = last_commit.elapsed() >= commit_interval;
+            let eager = idle;
+            if (due || eager) && tasks.is_dirty() {
+                tasks.commit(false)?;
+                last_commit = Instant::now();
+            } else if due {
+                last_commit = Instant::now();
+            }
+            if last_lag.elapsed() >= Duration::from_secs(5) {
+                last_lag = Instant::now();
+                for task in tasks.tasks.values() {
+                    for (tp, next) in task.positions() {
+                        if let Ok(end) = shared.log.end_offset(&tp) {
+                            crate::metrics::lag(&tp.topic, tp.partition, end.saturating_sub(next));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    let mut tasks = tasks.lock();
+    match &result {
+        Ok(()) => {
+            info!(
+                thread = member,
+                "stream thread stopping: committing and closing tasks"
+            );
+            tasks.close_all(true)?;
+        }
+        Err(e) => {
+            warn!(thread = member, error = %e, "closing tasks without a final commit");
+            let _ = tasks.close_all(false);
+        }
+    }
+    result
+}

@@ -1,0 +1,179 @@
+//! The tasks of one stream thread (or of a lockstep run) and their shared producer: opening,
+//! closing and committing them together.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::warn;
+
+use super::{RuntimeError, Shared};
+use crate::log::{OffsetCommit, Producer};
+use crate::record::{ProducerRecord, TopicPartition};
+use crate::task::{Task, TaskId};
+
+pub(crate) struct TaskSet {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tasks: BTreeMap<TaskId, Task>,
+    by_input: HashMap<TopicPartition, TaskId>,
+    pub(crate) producer: Box<dyn Producer>,
+    /// Positions the consumer must seek to after tasks opened.
+    pub(crate) pending_seeks: Vec<(TopicPartition, u64)>,
+    /// Records sent with [`TaskSet::send`] since the last commit.
+    extra: usize,
+}
+
+impl TaskSet {
+    pub(crate) fn new(shared: Arc<Shared>, producer: Box<dyn Producer>) -> Self {
+        TaskSet {
+            shared,
+            tasks: BTreeMap::new(),
+            by_input: HashMap::new(),
+            producer,
+            pending_seeks: Vec::new(),
+            extra: 0,
+        }
+    }
+
+    /// The task that reads `tp`, as (sub-topology, partition), whether open or not.
+    pub(crate) fn task_of(&self, tp: &TopicPartition) -> Option<TaskId> {
+        self.shared.topology.reader_of(&tp.topic).map(|sub| TaskId {
+            subtopology: sub.id,
+            partition: tp.partition,
+        })
+    }
+
+    pub(crate) fn open(&mut self, id: TaskId) -> Result<(), RuntimeError> {
+        if self.tasks.contains_key(&id) {
+            return Ok(());
+        }
+        let task = Task::open(&self.shared, id.subtopology, id.partition)?;
+        for (tp, _) in task.positions() {
+            let fetch = task.fetch_position(&tp).expect("an input of the task");
+            self.pending_seeks.push((tp.clone(), fetch));
+            self.by_input.insert(tp, id);
+        }
+        self.tasks.insert(id, task);
+        Ok(())
+    }
+
+    /// Closes a task; `clean` commits what it has first.
+    pub(crate) fn close(&mut self, id: TaskId, clean: bool) -> Result<(), RuntimeError> {
+        if clean {
+            self.commit(true)?;
+        }
+        if let Some(mut task) = self.tasks.remove(&id) {
+            for (tp, _) in task.positions() {
+                self.by_input.remove(&tp);
+            }
+            if !clean {
+                task.abandon();
+            }
+            task.close(clean)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn close_all(&mut self, clean: bool) -> Result<(), RuntimeError> {
+        let result = if clean { self.commit(true) } else { Ok(()) };
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            if let Some(mut task) = self.tasks.remove(&id) {
+                if !clean || result.is_err() {
+                    task.abandon();
+                }
+                if let Err(e) = task.close(clean && result.is_ok()) {
+                    warn!(task = task_name(&id), error = %e, "closing task");
+                }
+            }
+        }
+        self.by_input.clear();
+        result
+    }
+
+    pub(crate) fn by_input(&self, tp: &TopicPartition) -> Option<TaskId> {
+        self.by_input.get(tp).copied()
+    }
+
+    pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
+        self.tasks.get_mut(&id)
+    }
+
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.tasks.values().any(Task::is_dirty)
+    }
+
+    /// Sends extra records first in the next commit (lockstep runs hand records over in
+    /// memory and append them here).
+    pub(crate) fn send(&mut self, record: ProducerRecord) -> Result<(), RuntimeError> {
+        self.extra += 1;
+        self.producer.send(record).map_err(RuntimeError::from)
+    }
+
+    /// Commits only what [`TaskSet::send`] sent, without the tasks' state.
+    pub(crate) fn commit_extra_only(&mut self) -> Result<(), RuntimeError> {
+        if self.extra == 0 {
+            return Ok(());
+        }
+        self.extra = 0;
+        self.producer.commit(None)?;
+        Ok(())
+    }
+
+    /// Commits every dirty task: outputs, changelog writes, markers and group positions in one
+    /// atomic commit of the log, then applies the writes locally.
+    pub(crate) fn commit(&mut self, force_checkpoint: bool) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        let mut ranges: Vec<(TaskId, std::ops::Range<usize>)> = Vec::new();
+        let mut offsets = OffsetCommit {
+            group: self.shared.topology.app_id().to_string(),
+            offsets: Vec::new(),
+        };
+        let mut sent = 0usize;
+        let mut out_counts: HashMap<String, u64> = HashMap::new();
+        for (id, task) in self.tasks.iter_mut() {
+            if !task.is_dirty() && !force_checkpoint {
+                continue;
+            }
+            for record in &task.state.outputs {
+                *out_counts.entry(record.topic.clone()).or_default() += 1;
+            }
+            crate::metrics::task_progress(task.name(), task.state.processed, task.state.dead_letters);
+            task.state.dead_letters = 0;
+            let n = task.prepare_commit(&mut *self.producer)?;
+            ranges.push((*id, sent..sent + n));
+            sent += n;
+            offsets.offsets.extend(task.positions());
+        }
+        let extra = std::mem::take(&mut self.extra);
+        if ranges.is_empty() && extra == 0 {
+            return Ok(());
+        }
+        let assigned = match self.producer.commit(Some(&offsets)) {
+            Ok(assigned) => assigned,
+            Err(e) => {
+                for task in self.tasks.values_mut() {
+                    task.abandon();
+                }
+                return Err(e.into());
+            }
+        };
+        // Records sent before the tasks' (lockstep hand-overs) come first.
+        let skip = extra;
+        debug_assert_eq!(assigned.len(), extra + sent);
+        for (id, range) in ranges {
+            let task = self.tasks.get_mut(&id).expect("committed task is open");
+            let slice = &assigned[skip + range.start..skip + range.end];
+            task.committed(slice, force_checkpoint)?;
+        }
+        for (topic, count) in out_counts {
+            crate::metrics::records_out(&topic, count);
+        }
+        crate::metrics::commit(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+fn task_name(id: &TaskId) -> String {
+    format!("{}-{}", id.subtopology, id.partition)
+}

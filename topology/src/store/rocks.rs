@@ -1,0 +1,228 @@
+//! RocksDB backend: one database per instance data directory, one column family per store per
+//! task partition (`<store>.<partition>`), checkpoints as small JSON files beside it.
+//!
+//! Writes reach RocksDB only after the changelog commit that carries them landed (see
+//! `staged.rs`), through its write-ahead log without `fsync`: a process crash loses nothing
+//! RocksDB acknowledged, and a machine crash at worst loses writes that the changelog still
+//! has, which restore replays from the checkpoint.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{BoundColumnFamily, DBWithThreadMode, IteratorMode, MultiThreaded, Options, WriteOptions};
+
+use super::{Checkpoint, StateFactory, StoreBackend, WriteBatch};
+use crate::error::StoreError;
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+/// RocksDB state under `<data dir>/state`.
+pub struct RocksState {
+    db: Arc<Db>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for RocksState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksState").field("dir", &self.dir).finish()
+    }
+}
+
+fn rocks_err(store: &str, e: rocksdb::Error) -> StoreError {
+    StoreError::Rocks {
+        store: store.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn cf_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_write_buffer_size(8 << 20);
+    opts.set_max_write_buffer_number(3);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.optimize_for_point_lookup(32);
+    opts
+}
+
+impl RocksState {
+    /// Opens (or creates) the state database in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let db_path = dir.join("rocksdb");
+        fs::create_dir_all(dir.join("checkpoints")).map_err(|e| StoreError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_db_write_buffer_size(256 << 20);
+        opts.set_keep_log_file_num(3);
+        let cfs = Db::list_cf(&opts, &db_path).unwrap_or_default();
+        let descriptors = cfs
+            .iter()
+            .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, cf_options()))
+            .collect::<Vec<_>>();
+        let db = Db::open_cf_descriptors(&opts, &db_path, descriptors).map_err(|e| rocks_err("(open)", e))?;
+        Ok(RocksState {
+            db: Arc::new(db),
+            dir,
+        })
+    }
+
+    fn checkpoint_path(&self, task: &str) -> PathBuf {
+        self.dir
+            .join("checkpoints")
+            .join(format!("{}.json", task.replace('/', "_")))
+    }
+}
+
+impl StateFactory for RocksState {
+    fn open(&self, store: &str, partition: u32) -> Result<Arc<dyn StoreBackend>, StoreError> {
+        let cf = format!("{store}.{partition}");
+        if self.db.cf_handle(&cf).is_none() {
+            self.db
+                .create_cf(&cf, &cf_options())
+                .map_err(|e| rocks_err(store, e))?;
+        }
+        Ok(Arc::new(RocksBackend {
+            db: self.db.clone(),
+            cf,
+        }))
+    }
+
+    fn read_checkpoint(&self, task: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let path = self.checkpoint_path(task);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    fn write_checkpoint(&self, task: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let path = self.checkpoint_path(task);
+        let tmp = path.with_extension("tmp");
+        let io = |e| StoreError::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        // The state it describes must be durable first.
+        self.db.flush_wal(false).map_err(|e| rocks_err(task, e))?;
+        fs::write(&tmp, serde_json::to_vec(checkpoint).expect("checkpoint encodes")).map_err(io)?;
+        fs::rename(&tmp, &path).map_err(io)
+    }
+
+    fn remove_checkpoint(&self, task: &str) -> Result<(), StoreError> {
+        match fs::remove_file(self.checkpoint_path(task)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Io {
+                path: task.to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("RocksDB at {}", self.dir.join("rocksdb").display())
+    }
+
+    fn dir(&self) -> Option<PathBuf> {
+        Some(self.dir.clone())
+    }
+}
+
+/// One column family.
+pub struct RocksBackend {
+    db: Arc<Db>,
+    cf: String,
+}
+
+impl RocksBackend {
+    fn handle(&self) -> Result<Arc<BoundColumnFamily<'_>>, StoreError> {
+        self.db.cf_handle(&self.cf).ok_or_else(|| StoreError::Rocks {
+            store: self.cf.clone(),
+            detail: "column family is gone".into(),
+        })
+    }
+}
+
+impl StoreBackend for RocksBackend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .get_cf(&self.handle()?, key)
+            .map_err(|e| rocks_err(&self.cf, e))
+    }
+
+    fn scan(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let cf = self.handle()?;
+        let iter = self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(from, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(|e| rocks_err(&self.cf, e))?;
+            if to.is_some_and(|to| &*k >= to) || !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        let cf = self.handle()?;
+        let mut wb = rocksdb::WriteBatch::default();
+        for (k, v) in batch {
+            match v {
+                Some(v) => wb.put_cf(&cf, k, v),
+                None => wb.delete_cf(&cf, k),
+            }
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        self.db.write_opt(wb, &opts).map_err(|e| rocks_err(&self.cf, e))
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        let cf = self.handle()?;
+        let mut keys = Vec::new();
+        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+            let (k, _) = item.map_err(|e| rocks_err(&self.cf, e))?;
+            keys.push(k);
+            if keys.len() >= 10_000 {
+                let mut wb = rocksdb::WriteBatch::default();
+                for k in keys.drain(..) {
+                    wb.delete_cf(&cf, k);
+                }
+                self.db.write(wb).map_err(|e| rocks_err(&self.cf, e))?;
+            }
+        }
+        let mut wb = rocksdb::WriteBatch::default();
+        for k in keys {
+            wb.delete_cf(&cf, k);
+        }
+        self.db.write(wb).map_err(|e| rocks_err(&self.cf, e))
+    }
+
+    fn approximate_len(&self) -> u64 {
+        self.handle()
+            .ok()
+            .and_then(|cf| {
+                self.db
+                    .property_int_value_cf(&cf, "rocksdb.estimate-num-keys")
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or(0)
+    }
+}
