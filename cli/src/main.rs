@@ -1,1 +1,58 @@
-fn main() {}
+//! `fleetstream`: a keyed, stateful stream processor for a transport operator's real-time
+//! jobs — driver matching, fare settlement, overtime windows.
+
+mod backend;
+mod commands;
+mod config;
+mod input;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "fleetstream", version, about = "Keyed, stateful stream processing for a transport operator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the topology live (embedded log by default, Kafka with --brokers).
+    Run(commands::run::RunArgs),
+    /// Run the full topology over a file of input records and write every output topic.
+    Replay(commands::replay::ReplayArgs),
+    /// Export results for HR and accounting.
+    #[command(subcommand)]
+    Export(commands::export::ExportWhat),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,fleetstream=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::run::run(args))),
+        Command::Replay(args) => commands::replay::replay(&args).map(|report| {
+            let outputs: Vec<String> = report.outputs.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+            eprintln!("replayed {} records; {}", report.inputs, outputs.join(", "));
+        }),
+        Command::Export(what) => commands::export::export(&what),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

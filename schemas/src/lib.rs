@@ -38,10 +38,11 @@ pub use arrow::{driver_position_schema, ledger_entry_schema, overtime_record_sch
 pub use codec::{decode, decode_value, encode};
 pub use error::SchemaError;
 pub use geo::GeoPoint;
-pub use ledger::{LedgerEntry, PostingKind, WalletCommand};
+pub use ledger::{LedgerEntry, PostingKind, WalletCommand, wallet_account};
 pub use overtime::{OvertimeFlag, OvertimeRecord, Period};
 pub use ride::{
     CancelledBy, DriverPosition, DriverStatus, DriverStatusKind, GpsPing, TripCommand, TripEvent,
+    TripEventKind,
     VehicleClass,
 };
 pub use timesheet::{Punch, PunchKind};

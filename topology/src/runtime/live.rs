@@ -43,6 +43,7 @@ impl ShutdownHandle {
 pub struct RunningEngine {
     stop: ShutdownHandle,
     threads: Vec<JoinHandle<Result<(), RuntimeError>>>,
+    caught_up: Vec<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for RunningEngine {
@@ -56,6 +57,11 @@ impl std::fmt::Debug for RunningEngine {
 impl RunningEngine {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.stop.clone()
+    }
+
+    /// Whether every thread has processed everything on its input partitions and committed.
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up.iter().all(|c| c.load(Ordering::SeqCst))
     }
 
     /// Whether every thread is still running.
@@ -93,13 +99,16 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<RunningEngine, RuntimeError> 
     };
     let members = shared.config.threads.max(1);
     let mut threads = Vec::new();
+    let mut flags = Vec::new();
     for member in 0..members {
         let shared = shared.clone();
         let stop = stop.clone();
+        let caught_up = Arc::new(AtomicBool::new(false));
+        flags.push(caught_up.clone());
         let handle = std::thread::Builder::new()
             .name(format!("stream-{member}"))
             .spawn(move || {
-                let result = run_thread(shared, member, members, &stop);
+                let result = run_thread(shared, member, members, &stop, &caught_up);
                 if let Err(e) = &result {
                     error!(thread = member, error = %e, "stream thread failed; stopping the engine");
                     stop.shutdown();
@@ -112,7 +121,7 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<RunningEngine, RuntimeError> 
             })?;
         threads.push(handle);
     }
-    Ok(RunningEngine { stop, threads })
+    Ok(RunningEngine { stop, threads, caught_up: flags })
 }
 
 /// Opens and closes tasks as the group moves partitions.
@@ -155,6 +164,7 @@ fn run_thread(
     member: u32,
     members: u32,
     stop: &ShutdownHandle,
+    caught_up: &AtomicBool,
 ) -> Result<(), RuntimeError> {
     let _span = info_span!("stream", thread = member).entered();
     let topology = shared.topology.clone();
@@ -237,6 +247,12 @@ fn run_thread(
             } else if due {
                 last_commit = Instant::now();
             }
+            let at_end = idle
+                && !tasks.is_dirty()
+                && tasks.tasks.values().all(|t| {
+                    t.positions().iter().all(|(tp, next)| shared.log.end_offset(tp).is_ok_and(|end| *next >= end))
+                });
+            caught_up.store(at_end, Ordering::SeqCst);
             if last_lag.elapsed() >= Duration::from_secs(5) {
                 last_lag = Instant::now();
                 for task in tasks.tasks.values() {

@@ -1,8 +1,8 @@
 //! Deterministic runs: records are processed one at a time in the order the caller gives, and
 //! each one is followed through every sub-topology it reaches before the next starts.
 //!
-//! Records a step writes to internal topics are handed to their readers in memory, in the
-//! order they were produced (a FIFO across all tasks), and appended to the log at the next
+//! Records a step writes to topics the topology reads (internal topics, and outputs another
+//! step consumes) are handed to their readers in memory, in the order they were produced (a FIFO across all tasks), and appended to the log at the next
 //! commit. Stream time is global: before a record with a later timestamp is processed, every
 //! task's event-time timers due by then fire, ordered by (time, node, key). Nothing here
 //! depends on how many partitions there are or how tasks are spread, so the same input gives
@@ -139,6 +139,14 @@ impl Lockstep {
         Ok(())
     }
 
+    /// Fires every timer due by the current stream time (those scheduled at exactly the time
+    /// of the last record included), so that a run ends with nothing due left.
+    pub fn fire_due_timers(&mut self) -> Result<(), RuntimeError> {
+        let time = self.time;
+        self.time = time.saturating_sub(1);
+        self.advance_time(time)
+    }
+
     /// Moves every task's wall clock and runs due punctuations.
     pub fn advance_wall_clock(&mut self, now: i64) -> Result<(), RuntimeError> {
         let ids: Vec<TaskId> = self.tasks.tasks.keys().copied().collect();
@@ -164,10 +172,14 @@ impl Lockstep {
         let task = self.tasks.get_mut(id).expect("open");
         let produced: Vec<ProducerRecord> = task.state.outputs.drain(..).collect();
         for record in produced {
-            if self.shared.topology.is_internal(&record.topic) {
+            if !self.shared.topology.is_internal(&record.topic) {
+                self.outputs.push(record.clone());
+            }
+            // Topics the topology reads itself (internal ones, and outputs such as a ledger
+            // that another step sums up) are handed to their readers in production order.
+            if self.shared.topology.reader_of(&record.topic).is_some() {
                 self.fifo.push_back(record);
             } else {
-                self.outputs.push(record.clone());
                 self.pending_append(record);
             }
         }

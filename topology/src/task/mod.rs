@@ -233,7 +233,7 @@ impl Task {
                 .registry
                 .register(&spec.name, partition, backends[&spec.name].clone());
         }
-        info!(task = %name, elapsed_ms = started.elapsed().as_millis() as u64, "task opened");
+        debug!(task = %name, elapsed_ms = started.elapsed().as_millis() as u64, "task opened");
         Ok(task)
     }
 
@@ -514,7 +514,7 @@ impl Task {
                 .registry
                 .unregister(&self.shared.topology.stores[store].name, self.state.id.partition);
         }
-        info!(task = %self.state.name, clean, "task closed");
+        debug!(task = %self.state.name, clean, "task closed");
         result
     }
 

@@ -1,0 +1,113 @@
+//! `fleetstream run`: the topology live, on the embedded log (one machine, data under
+//! `--data-dir`) or on Kafka, until Ctrl-C or SIGTERM stop it with state committed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use fleetstream_operators::topology;
+use fleetstream_topology::{Engine, ProducerRecord, partition_for};
+use tracing::info;
+
+use crate::backend;
+use crate::config::AppConfig;
+use crate::input::read_jsonl;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory (embedded log, RocksDB state, keys); default `./data`.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers; without them the embedded log is used.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Where the edge API listens.
+    #[arg(long)]
+    pub api_addr: Option<String>,
+    /// Append these input records (JSON lines, as for `replay`) before starting.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Stop once every input record has been processed and committed (batch runs).
+    #[arg(long)]
+    pub exit_when_caught_up: bool,
+}
+
+pub fn load_config(args: &RunArgs) -> Result<AppConfig> {
+    let mut config = AppConfig::load(args.config.as_deref())?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(brokers) = &args.brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    if let Some(addr) = &args.api_addr {
+        config.api.addr = addr.clone();
+    }
+    Ok(config)
+}
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let config = load_config(&args)?;
+    let backend = backend::open(&config)?;
+    let jobs = topology::build(&config.app_id, &config.jobs()).context("building the topology")?;
+    let engine = Engine::new(jobs.topology, backend.log.clone(), backend.state.clone(), config.engine())?;
+    if let Some(input) = &args.input {
+        let records = read_jsonl(input)?;
+        let mut batch = Vec::with_capacity(records.len());
+        for r in records {
+            let partitions = engine
+                .partitions_of(&r.topic)
+                .with_context(|| format!("{}:{}: unknown topic {:?}", input.display(), r.line, r.topic))?;
+            batch.push(ProducerRecord {
+                partition: partition_for(r.key.as_bytes(), partitions),
+                topic: r.topic,
+                ts: r.ts.unwrap_or_default(),
+                key: Bytes::from(r.key),
+                value: Some(Bytes::from(r.value)),
+            });
+        }
+        let count = batch.len();
+        let mut producer = backend.log.producer(None)?;
+        for record in batch {
+            producer.send(record)?;
+        }
+        producer.commit(None)?;
+        info!(records = count, file = %input.display(), "input appended");
+    }
+    let running = engine.start()?;
+    eprintln!(
+        "fleetstream {} running: {}, state in {}, {} partitions. Ctrl-C stops.",
+        env!("CARGO_PKG_VERSION"),
+        backend.log.describe(),
+        backend.state.describe(),
+        config.engine().partitions
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    let mut caught_up_ticks = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break; }
+            _ = terminate.recv() => { info!("terminated: stopping"); break; }
+            _ = ticker.tick() => {
+                if !running.is_running() {
+                    break;
+                }
+                if args.exit_when_caught_up {
+                    caught_up_ticks = if running.is_caught_up() { caught_up_ticks + 1 } else { 0 };
+                    if caught_up_ticks >= 3 {
+                        info!("caught up: stopping");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    tokio::task::spawn_blocking(move || running.shutdown()).await.context("stopping")??;
+    eprintln!("fleetstream stopped cleanly: state committed");
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The one configuration of the binary: defaults, then the TOML file, then `FLEETSTREAM_*`
+//! environment variables (`__` separates sections: `FLEETSTREAM_KAFKA__BROKERS`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use fleetstream_operators::config::{JobConfig, MatchingConfig, OvertimeConfig, Tariff};
+use fleetstream_topology::{EngineConfig, Guarantee};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    /// Consumer group and prefix of internal topics.
+    pub app_id: String,
+    /// Where the embedded log, RocksDB state and keys live.
+    pub data_dir: PathBuf,
+    /// Partitions of the topics fleetstream creates.
+    pub partitions: u32,
+    pub log: LogConfig,
+    /// Set `brokers` to run on Kafka instead of the embedded log.
+    pub kafka: KafkaConfig,
+    pub processing: ProcessingConfig,
+    pub api: ApiConfig,
+    pub auth: AuthConfig,
+    pub sinks: SinksConfig,
+    pub matching: MatchingConfig,
+    pub tariff: BTreeMap<String, Tariff>,
+    pub overtime: OvertimeConfig,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        let jobs = JobConfig::default();
+        AppConfig {
+            app_id: "fleetstream".into(),
+            data_dir: PathBuf::from("./data"),
+            partitions: 4,
+            log: LogConfig::default(),
+            kafka: KafkaConfig::default(),
+            processing: ProcessingConfig::default(),
+            api: ApiConfig::default(),
+            auth: AuthConfig::default(),
+            sinks: SinksConfig::default(),
+            matching: jobs.matching,
+            tariff: jobs.tariff,
+            overtime: jobs.overtime,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `fsync` every commit of the embedded log.
+    pub fsync: bool,
+    pub segment_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { fsync: false, segment_bytes: 64 << 20 }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`; empty means the embedded log.
+    pub brokers: String,
+    /// Partitions of topics fleetstream creates on Kafka (defaults to `partitions`).
+    pub partitions: Option<u32>,
+    /// Replication factor of topics fleetstream creates.
+    pub replication_factor: Option<i32>,
+    /// Extra librdkafka properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessingConfig {
+    pub guarantee: Guarantee,
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    pub threads: u32,
+    /// Warm copies of other instances' tasks (Kafka only).
+    pub standby_replicas: u32,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        ProcessingConfig {
+            guarantee: engine.guarantee,
+            commit_interval: engine.commit_interval,
+            checkpoint_interval: engine.checkpoint_interval,
+            threads: 1,
+            standby_replicas: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where the edge API listens; empty disables it.
+    pub addr: String,
+    /// How other instances reach this one (query forwarding).
+    pub advertised_url: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { addr: "127.0.0.1:8080".into(), advertised_url: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// PEM public key that verifies RS256 tokens.
+    pub public_key_file: Option<PathBuf>,
+    /// PEM private key for `fleetstream token` (dev).
+    pub private_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinksConfig {
+    pub postgres: Option<PostgresSink>,
+    pub clickhouse: Option<ClickHouseSink>,
+    pub parquet: Option<ParquetSink>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSink {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseSink {
+    pub url: String,
+    #[serde(default = "default_clickhouse_database")]
+    pub database: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_clickhouse_database() -> String {
+    "fleetstream".into()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSink {
+    pub dir: PathBuf,
+}
+
+impl AppConfig {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<AppConfig> {
+        let mut figment = Figment::from(Serialized::defaults(AppConfig::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("FLEETSTREAM_").split("__"));
+        let config: AppConfig = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.jobs().validate().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        if config.partitions == 0 {
+            anyhow::bail!("configuration: partitions must be at least 1");
+        }
+        Ok(config)
+    }
+
+    pub fn jobs(&self) -> JobConfig {
+        JobConfig { matching: self.matching.clone(), tariff: self.tariff.clone(), overtime: self.overtime.clone() }
+    }
+
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            partitions: self.kafka.partitions.unwrap_or(self.partitions),
+            threads: self.processing.threads.max(1),
+            guarantee: self.processing.guarantee,
+            commit_interval: self.processing.commit_interval,
+            checkpoint_interval: self.processing.checkpoint_interval,
+            ..EngineConfig::default()
+        }
+    }
+
+    pub fn uses_kafka(&self) -> bool {
+        !self.kafka.brokers.trim().is_empty()
+    }
+
+    pub fn ensure_data_dir(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating the data directory {}", self.data_dir.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_without_a_file() {
+        let config = AppConfig::load(None).unwrap();
+        assert_eq!(config.app_id, "fleetstream");
+        assert!(!config.uses_kafka());
+    }
+
+    #[test]
+    fn the_deployment_config_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "app_id = \"x\"\ndata_dir = \"/tmp/x\"\n[kafka]\nbrokers = \"k:9092\"\npartitions = 12\n[processing]\nguarantee = \"exactly_once\"\ncommit_interval = \"100ms\"\n[api]\naddr = \"0.0.0.0:8080\"\n[sinks.postgres]\nurl = \"postgres://a@b/c\"\n[sinks.clickhouse]\nurl = \"http://ch:8123\"\ndatabase = \"fleetstream\"\n[auth]\npublic_key_file = \"/k.pem\"\n[overtime]\ntimezone = \"Europe/Berlin\"\n",
+        )
+        .unwrap();
+        let config = AppConfig::load(Some(&file)).unwrap();
+        assert!(config.uses_kafka());
+        assert_eq!(config.engine().partitions, 12);
+        assert_eq!(config.overtime.timezone, chrono_tz::Europe::Berlin);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[matching]\nradius = 3\n").unwrap();
+        let err = AppConfig::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("radius"), "{err}");
+    }
+}
