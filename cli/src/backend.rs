@@ -2,6 +2,7 @@
 //! directory, or a Kafka cluster.
 
 use std::path::Path;
+
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -21,13 +22,20 @@ pub struct Backend {
 
 /// The embedded log and RocksDB state in `dir`.
 pub fn embedded(config: &AppConfig, dir: &Path) -> Result<Backend> {
-    let options =
-        EmbeddedOptions { fsync: config.log.fsync, segment_bytes: config.log.segment_bytes, ..EmbeddedOptions::default() };
+    let options = EmbeddedOptions {
+        fsync: config.log.fsync,
+        segment_bytes: config.log.segment_bytes,
+        ..EmbeddedOptions::default()
+    };
     let log = EmbeddedLog::open(dir.join("log"), options)
         .with_context(|| format!("opening the embedded log in {}", dir.join("log").display()))?;
     let state = RocksState::open(dir.join("state"))
         .with_context(|| format!("opening state in {}", dir.join("state").display()))?;
-    Ok(Backend { log: Arc::new(log.clone()), embedded: Some(log), state: Arc::new(state) })
+    Ok(Backend {
+        log: Arc::new(log.clone()),
+        embedded: Some(log),
+        state: Arc::new(state),
+    })
 }
 
 /// The backend the configuration names.

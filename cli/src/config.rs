@@ -63,7 +63,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { fsync: false, segment_bytes: 64 << 20 }
+        LogConfig {
+            fsync: false,
+            segment_bytes: 64 << 20,
+        }
     }
 }
 
@@ -117,7 +120,10 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { addr: "127.0.0.1:8080".into(), advertised_url: None }
+        ApiConfig {
+            addr: "127.0.0.1:8080".into(),
+            advertised_url: None,
+        }
     }
 }
 
@@ -177,8 +183,13 @@ impl AppConfig {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment.merge(Env::prefixed("FLEETSTREAM_").split("__"));
-        let config: AppConfig = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-        config.jobs().validate().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let config: AppConfig = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config
+            .jobs()
+            .validate()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         if config.partitions == 0 {
             anyhow::bail!("configuration: partitions must be at least 1");
         }
@@ -186,7 +197,11 @@ impl AppConfig {
     }
 
     pub fn jobs(&self) -> JobConfig {
-        JobConfig { matching: self.matching.clone(), tariff: self.tariff.clone(), overtime: self.overtime.clone() }
+        JobConfig {
+            matching: self.matching.clone(),
+            tariff: self.tariff.clone(),
+            overtime: self.overtime.clone(),
+        }
     }
 
     pub fn engine(&self) -> EngineConfig {

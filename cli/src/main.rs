@@ -1,17 +1,17 @@
 //! `fleetstream`: a keyed, stateful stream processor for a transport operator's real-time
 //! jobs — driver matching, fare settlement, overtime windows.
 
-mod backend;
-mod commands;
-mod config;
-mod input;
-
+use fleetstream::commands;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "fleetstream", version, about = "Keyed, stateful stream processing for a transport operator")]
+#[command(
+    name = "fleetstream",
+    version,
+    about = "Keyed, stateful stream processing for a transport operator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,12 +26,16 @@ enum Command {
     /// Export results for HR and accounting.
     #[command(subcommand)]
     Export(commands::export::ExportWhat),
+    /// Inspect the topics of the embedded log.
+    #[command(subcommand)]
+    Topics(commands::topics::TopicsCommand),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,fleetstream=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,fleetstream=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
             eprintln!("replayed {} records; {}", report.inputs, outputs.join(", "));
         }),
         Command::Export(what) => commands::export::export(&what),
+        Command::Topics(command) => commands::topics::topics(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

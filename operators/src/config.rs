@@ -197,7 +197,10 @@ impl JobConfig {
             return Err("matching.max_offers: must be at least 1".into());
         }
         if !(3..=6).contains(&m.market_resolution) {
-            return Err(format!("matching.market_resolution: {} is outside 3..=6", m.market_resolution));
+            return Err(format!(
+                "matching.market_resolution: {} is outside 3..=6",
+                m.market_resolution
+            ));
         }
         if m.surge_min > m.surge_max || m.surge_min <= Decimal::ZERO {
             return Err("matching.surge_min/surge_max: need 0 < surge_min <= surge_max".into());
@@ -207,7 +210,10 @@ impl JobConfig {
         }
         for (class, t) in &self.tariff {
             if t.commission < Decimal::ZERO || t.commission > Decimal::ONE {
-                return Err(format!("tariff.{class}.commission: {} is outside 0..=1", t.commission));
+                return Err(format!(
+                    "tariff.{class}.commission: {} is outside 0..=1",
+                    t.commission
+                ));
             }
             for (name, v) in [
                 ("base", t.base),

@@ -20,7 +20,9 @@ pub fn resolution(res: u8) -> Resolution {
 
 /// The cell of a valid position (positions are validated at the edge).
 pub fn cell(lat: f64, lng: f64, res: Resolution) -> CellIndex {
-    LatLng::new(lat, lng).unwrap_or_else(|_| LatLng::new(0.0, 0.0).expect("origin")).to_cell(res)
+    LatLng::new(lat, lng)
+        .unwrap_or_else(|_| LatLng::new(0.0, 0.0).expect("origin"))
+        .to_cell(res)
 }
 
 /// Cell of the driver index (resolution 9).
@@ -78,7 +80,11 @@ pub fn ring(center: CellIndex, k: u32) -> Vec<CellIndex> {
     match center.grid_ring_fast(k).collect::<Option<Vec<_>>>() {
         Some(cells) => cells,
         // Near a pentagon: the slow, always correct way.
-        None => center.grid_disk_distances_safe(k).filter(|(_, d)| *d == k).map(|(c, _)| c).collect(),
+        None => center
+            .grid_disk_distances_safe(k)
+            .filter(|(_, d)| *d == k)
+            .map(|(c, _)| c)
+            .collect(),
     }
 }
 

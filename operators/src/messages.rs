@@ -37,9 +37,17 @@ pub enum MarketMsg {
     /// A trip command (its JSON, already validated) routed to the trip's market.
     Command(Vec<u8>),
     /// The driver step's answer to a claim.
-    ClaimResult { trip_id: String, driver_id: String, granted: bool },
+    ClaimResult {
+        trip_id: String,
+        driver_id: String,
+        granted: bool,
+    },
     /// The route length between start and completion (`None`: fewer than two pings).
-    Route { trip_id: String, driver_id: String, distance_km: Option<f64> },
+    Route {
+        trip_id: String,
+        driver_id: String,
+        distance_km: Option<f64>,
+    },
 }
 
 /// What arrives at a driver from the markets.
@@ -54,7 +62,11 @@ pub enum DriverMsg {
     /// The trip started: record the route from `started_at`.
     Started { trip_id: String, started_at: i64 },
     /// The trip completed: answer with the route length and release the driver.
-    Completed { trip_id: String, completed_at: i64, market: String },
+    Completed {
+        trip_id: String,
+        completed_at: i64,
+        market: String,
+    },
 }
 
 impl DriverMsg {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use fleetstream_schemas::{
-    DriverPosition, DriverStatus, GpsPing, LedgerEntry, OvertimeRecord, Punch, TripCommand, TripEvent, WalletCommand,
-    time, topics,
+    DriverPosition, DriverStatus, GpsPing, LedgerEntry, OvertimeRecord, Punch, TripCommand, TripEvent,
+    WalletCommand, time, topics,
 };
 use fleetstream_topology::store::KvStore;
 use fleetstream_topology::{Record, Topology, TopologyBuilder, TopologyError, codec};
@@ -43,15 +43,22 @@ pub struct Jobs {
 pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
     let config = Arc::new(config.clone());
     let b = TopologyBuilder::new(app_id);
-    let market_inbox = b.internal_topic::<String, MarketMsg>("market-inbox", codec::string(), codec::postcard());
-    let driver_inbox = b.internal_topic::<String, DriverMsg>("driver-inbox", codec::string(), codec::postcard());
+    let market_inbox =
+        b.internal_topic::<String, MarketMsg>("market-inbox", codec::string(), codec::postcard());
+    let driver_inbox =
+        b.internal_topic::<String, DriverMsg>("driver-inbox", codec::string(), codec::postcard());
 
     // Drivers: location index, replication, arbitration, routes.
     let drivers = b.kv_store("drivers", codec::string(), codec::postcard::<DriverState>());
     let routes = b.kv_store("driver-routes", codec::bytes(), codec::postcard::<(f64, f64)>());
     let driver_out = b
         .source::<String, DriverInput>("drivers")
-        .topic_with_time(topics::GPS_PINGS, codec::string(), |b| decode::<GpsPing>(b).map(DriverInput::Ping), driver_ts)
+        .topic_with_time(
+            topics::GPS_PINGS,
+            codec::string(),
+            |b| decode::<GpsPing>(b).map(DriverInput::Ping),
+            driver_ts,
+        )
         .topic_with_time(
             topics::DRIVER_STATUS,
             codec::string(),
@@ -79,7 +86,11 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             DriverOutput::Position(p) => vec![Record::new(r.key, p, r.ts)],
             DriverOutput::Market(..) => Vec::new(),
         })
-        .to(topics::DRIVER_POSITIONS, codec::string(), codec::json::<DriverPosition>());
+        .to(
+            topics::DRIVER_POSITIONS,
+            codec::string(),
+            codec::json::<DriverPosition>(),
+        );
 
     // Trips: routing to markets, the trip view.
     let trip_routes = b.kv_store("trip-routes", codec::string(), codec::postcard::<String>());
@@ -91,7 +102,12 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             |b| decode::<TripCommand>(b).map(TripInput::Command),
             TripInput::ts,
         )
-        .topic_with_time(topics::TRIP_EVENTS, codec::string(), |b| decode::<TripEvent>(b).map(TripInput::Event), TripInput::ts)
+        .topic_with_time(
+            topics::TRIP_EVENTS,
+            codec::string(),
+            |b| decode::<TripEvent>(b).map(TripInput::Event),
+            TripInput::ts,
+        )
         .build()
         .process(
             "trip-router",
@@ -107,14 +123,23 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
     let market_drivers = b.kv_store("market-drivers", codec::string(), codec::postcard::<DriverView>());
     let market_trips = b.kv_store("market-trips", codec::string(), codec::postcard::<TripState>());
     let demand = b.kv_store("market-demand", codec::string(), codec::postcard::<Vec<i64>>());
-    let market_out = b.source::<String, MarketMsg>("markets").internal(&market_inbox, |m| m).build().process(
-        "market",
-        {
-            let (config, md, mt, dm) = (config.clone(), market_drivers.clone(), market_trips.clone(), demand.clone());
-            move || MarketStep::new(config.clone(), md.clone(), mt.clone(), dm.clone())
-        },
-        &[market_drivers.id(), market_trips.id(), demand.id()],
-    );
+    let market_out = b
+        .source::<String, MarketMsg>("markets")
+        .internal(&market_inbox, |m| m)
+        .build()
+        .process(
+            "market",
+            {
+                let (config, md, mt, dm) = (
+                    config.clone(),
+                    market_drivers.clone(),
+                    market_trips.clone(),
+                    demand.clone(),
+                );
+                move || MarketStep::new(config.clone(), md.clone(), mt.clone(), dm.clone())
+            },
+            &[market_drivers.id(), market_trips.id(), demand.id()],
+        );
     market_out
         .flat_map(|r| match r.value {
             MarketOutput::Event(e) => vec![Record::new(r.key, e, r.ts)],
@@ -126,7 +151,11 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             MarketOutput::Posting(p) => vec![Record::new(p.account_id.clone(), p, r.ts)],
             _ => Vec::new(),
         })
-        .to(topics::LEDGER_ENTRIES, codec::string(), codec::json::<LedgerEntry>());
+        .to(
+            topics::LEDGER_ENTRIES,
+            codec::string(),
+            codec::json::<LedgerEntry>(),
+        );
     market_out
         .flat_map(|r| match r.value {
             MarketOutput::Driver(driver, msg) => vec![Record::new(driver, msg, r.ts)],
@@ -159,12 +188,21 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             },
             &[wallets.id(), ledger.id()],
         )
-        .to(topics::LEDGER_ENTRIES, codec::string(), codec::json::<LedgerEntry>());
+        .to(
+            topics::LEDGER_ENTRIES,
+            codec::string(),
+            codec::json::<LedgerEntry>(),
+        );
 
     // Overtime: punches into day and week windows.
     let overtime = OvertimeStores::declare(&b);
     b.source::<String, Punch>("timesheets")
-        .topic_with_time(topics::TIMESHEET_PUNCHES, codec::string(), decode::<Punch>, |p: &Punch| time::to_millis(&p.ts))
+        .topic_with_time(
+            topics::TIMESHEET_PUNCHES,
+            codec::string(),
+            decode::<Punch>,
+            |p: &Punch| time::to_millis(&p.ts),
+        )
         .build()
         .process(
             "overtime",
@@ -174,10 +212,25 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             },
             &overtime.ids(),
         )
-        .to(topics::OVERTIME_RECORDS, codec::string(), codec::json::<OvertimeRecord>());
+        .to(
+            topics::OVERTIME_RECORDS,
+            codec::string(),
+            codec::json::<OvertimeRecord>(),
+        );
 
     let topology = b.build()?;
-    Ok(Jobs { topology, stores: Stores { drivers, market_drivers, market_trips, trips, wallets, ledger, overtime } })
+    Ok(Jobs {
+        topology,
+        stores: Stores {
+            drivers,
+            market_drivers,
+            market_trips,
+            trips,
+            wallets,
+            ledger,
+            overtime,
+        },
+    })
 }
 
 fn driver_ts(input: &DriverInput) -> i64 {

@@ -6,19 +6,53 @@ use serde::de::DeserializeOwned;
 use crate::{SchemaError, Validate};
 
 /// Decodes and validates one record from JSON bytes.
-pub fn decode<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, SchemaError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
-    de.end().map_err(|e| SchemaError::malformed("$", e.to_string()))?;
+pub fn decode<T: Validate>(bytes: &[u8]) -> Result<T, SchemaError> {
+    let value = T::from_json(bytes)?;
     value.validate()?;
     Ok(value)
 }
 
 /// Decodes and validates one record from an already parsed JSON value.
-pub fn decode_value<T: DeserializeOwned + Validate>(value: serde_json::Value) -> Result<T, SchemaError> {
-    let value: T = serde_path_to_error::deserialize(value).map_err(path_error)?;
-    value.validate()?;
+pub fn decode_value<T: Validate>(value: serde_json::Value) -> Result<T, SchemaError> {
+    decode(&serde_json::to_vec(&value).expect("values serialize"))
+}
+
+/// Plain serde decoding that tracks the path of the offending field.
+pub(crate) fn decode_tracked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SchemaError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
+    de.end().map_err(|e| SchemaError::malformed("$", e.to_string()))?;
     Ok(value)
+}
+
+/// Decodes an internally tagged record (`{"type": ..., ...}`): reads the tag, then the body
+/// as the variant's own struct, so that errors inside still name their field.
+pub(crate) fn decode_tagged<T>(
+    bytes: &[u8],
+    variants: &[&str],
+    body: impl FnOnce(&str, &[u8]) -> Result<T, SchemaError>,
+) -> Result<T, SchemaError> {
+    #[derive(serde::Deserialize)]
+    struct Tag {
+        #[serde(rename = "type")]
+        tag: Option<String>,
+    }
+    let tag: Tag = decode_tracked(bytes)?;
+    let Some(tag) = tag.tag else {
+        return Err(SchemaError::malformed("type", "required field is missing"));
+    };
+    if !variants.contains(&tag.as_str()) {
+        let expected = variants
+            .iter()
+            .map(|v| format!("`{v}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(SchemaError::malformed(
+            "type",
+            format!("unknown variant `{tag}`, expected one of {expected}"),
+        ));
+    }
+    body(&tag, bytes)
 }
 
 /// Encodes a record as compact JSON.
@@ -46,7 +80,11 @@ fn path_error<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> Schem
         };
         return SchemaError::malformed(field, "required field is missing");
     }
-    let field = if path == "." { "$".to_string() } else { path };
+    let field = if path == "." || path == "?" {
+        "$".to_string()
+    } else {
+        path
+    };
     SchemaError::malformed(field, message)
 }
 

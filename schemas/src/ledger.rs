@@ -96,7 +96,29 @@ impl WalletCommand {
     }
 }
 
+#[derive(Deserialize)]
+struct TopUpBody {
+    command_id: String,
+    account_id: String,
+    #[serde(with = "money::cents")]
+    amount: Decimal,
+    #[serde(with = "rfc3339")]
+    ts: Timestamp,
+}
+
 impl Validate for WalletCommand {
+    fn from_json(bytes: &[u8]) -> Result<Self, SchemaError> {
+        crate::codec::decode_tagged(bytes, &["top_up"], |_, bytes| {
+            let b: TopUpBody = crate::codec::decode_tracked(bytes)?;
+            Ok(WalletCommand::TopUp {
+                command_id: b.command_id,
+                account_id: b.account_id,
+                amount: b.amount,
+                ts: b.ts,
+            })
+        })
+    }
+
     fn validate(&self) -> Result<(), SchemaError> {
         match self {
             WalletCommand::TopUp {

@@ -42,8 +42,7 @@ pub use ledger::{LedgerEntry, PostingKind, WalletCommand, wallet_account};
 pub use overtime::{OvertimeFlag, OvertimeRecord, Period};
 pub use ride::{
     CancelledBy, DriverPosition, DriverStatus, DriverStatusKind, GpsPing, TripCommand, TripEvent,
-    TripEventKind,
-    VehicleClass,
+    TripEventKind, VehicleClass,
 };
 pub use timesheet::{Punch, PunchKind};
 pub use validate::Validate;

@@ -192,7 +192,93 @@ impl TripCommand {
     }
 }
 
+#[derive(Deserialize)]
+struct RequestBody {
+    trip_id: String,
+    rider_id: String,
+    pickup: GeoPoint,
+    dropoff: GeoPoint,
+    vehicle_class: VehicleClass,
+    #[serde(with = "rfc3339")]
+    ts: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct DriverBody {
+    trip_id: String,
+    driver_id: String,
+    #[serde(with = "rfc3339")]
+    ts: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct CancelBody {
+    trip_id: String,
+    by: CancelledBy,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(with = "rfc3339")]
+    ts: Timestamp,
+}
+
 impl Validate for TripCommand {
+    fn from_json(bytes: &[u8]) -> Result<Self, SchemaError> {
+        let variants = ["request", "accept", "decline", "start", "complete", "cancel"];
+        crate::codec::decode_tagged(bytes, &variants, |tag, bytes| {
+            Ok(match tag {
+                "request" => {
+                    let b: RequestBody = crate::codec::decode_tracked(bytes)?;
+                    TripCommand::Request {
+                        trip_id: b.trip_id,
+                        rider_id: b.rider_id,
+                        pickup: b.pickup,
+                        dropoff: b.dropoff,
+                        vehicle_class: b.vehicle_class,
+                        ts: b.ts,
+                    }
+                }
+                "cancel" => {
+                    let b: CancelBody = crate::codec::decode_tracked(bytes)?;
+                    TripCommand::Cancel {
+                        trip_id: b.trip_id,
+                        by: b.by,
+                        reason: b.reason,
+                        ts: b.ts,
+                    }
+                }
+                other => {
+                    let DriverBody {
+                        trip_id,
+                        driver_id,
+                        ts,
+                    } = crate::codec::decode_tracked(bytes)?;
+                    match other {
+                        "accept" => TripCommand::Accept {
+                            trip_id,
+                            driver_id,
+                            ts,
+                        },
+                        "decline" => TripCommand::Decline {
+                            trip_id,
+                            driver_id,
+                            ts,
+                        },
+                        "start" => TripCommand::Start {
+                            trip_id,
+                            driver_id,
+                            ts,
+                        },
+                        _ => TripCommand::Complete {
+                            trip_id,
+                            driver_id,
+                            ts,
+                        },
+                    }
+                }
+            })
+        })
+    }
+
     fn validate(&self) -> Result<(), SchemaError> {
         validate::id("trip_id", self.trip_id())?;
         if let Some(driver_id) = self.driver_id() {
@@ -373,6 +459,17 @@ mod tests {
         assert_eq!(cmd.name(), "request");
         let back: TripCommand = decode(&crate::encode(&cmd)).unwrap();
         assert_eq!(back, cmd);
+    }
+
+    #[test]
+    fn a_type_error_inside_a_command_names_its_field() {
+        let json = br#"{"type":"request","trip_id":"t1","rider_id":"r1","pickup":{"lat":"north","lng":13.4},
+            "dropoff":{"lat":52.6,"lng":13.5},"vehicle_class":"economy","ts":"2026-11-02T07:01:03Z"}"#;
+        assert_eq!(decode::<TripCommand>(json).unwrap_err().field(), "pickup.lat");
+        let json = br#"{"type":"accept","trip_id":"t1","ts":"2026-11-02T07:01:03Z"}"#;
+        assert_eq!(decode::<TripCommand>(json).unwrap_err().field(), "driver_id");
+        let json = br#"{"trip_id":"t1","ts":"2026-11-02T07:01:03Z"}"#;
+        assert_eq!(decode::<TripCommand>(json).unwrap_err().field(), "type");
     }
 
     #[test]

@@ -5,8 +5,14 @@ use rust_decimal::Decimal;
 use crate::SchemaError;
 
 /// A record that can check its own values.
-pub trait Validate {
+pub trait Validate: Sized + serde::de::DeserializeOwned {
     fn validate(&self) -> Result<(), SchemaError>;
+
+    /// Decodes JSON, naming the offending field on error. Internally tagged enums override
+    /// this: serde loses the field path inside them.
+    fn from_json(bytes: &[u8]) -> Result<Self, SchemaError> {
+        crate::codec::decode_tracked(bytes)
+    }
 }
 
 /// Identifiers: 1..=128 printable characters, no whitespace.

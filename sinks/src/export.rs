@@ -70,7 +70,11 @@ fn csv_field(out: &mut String, text: &str) {
 }
 
 /// Writes the records in the given format.
-pub fn write_overtime(records: &[OvertimeRecord], format: ExportFormat, mut out: impl Write + Send) -> Result<(), SinkError> {
+pub fn write_overtime(
+    records: &[OvertimeRecord],
+    format: ExportFormat,
+    mut out: impl Write + Send,
+) -> Result<(), SinkError> {
     match format {
         ExportFormat::Csv => {
             let mut text = COLUMNS.join(",");
@@ -91,15 +95,29 @@ pub fn write_overtime(records: &[OvertimeRecord], format: ExportFormat, mut out:
                 text.push_str(if r.is_final { "true" } else { "false" });
                 text.push('\n');
             }
-            out.write_all(text.as_bytes()).map_err(|e| SinkError::Io { target: "export".into(), source: e })?;
-            out.flush().map_err(|e| SinkError::Io { target: "export".into(), source: e })
+            out.write_all(text.as_bytes()).map_err(|e| SinkError::Io {
+                target: "export".into(),
+                source: e,
+            })?;
+            out.flush().map_err(|e| SinkError::Io {
+                target: "export".into(),
+                source: e,
+            })
         }
         ExportFormat::Parquet => {
             let batch = overtime_batch(records)?;
-            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None)
-                .map_err(|e| SinkError::Parquet { detail: e.to_string() })?;
-            writer.write(&batch).map_err(|e| SinkError::Parquet { detail: e.to_string() })?;
-            writer.close().map_err(|e| SinkError::Parquet { detail: e.to_string() })?;
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).map_err(|e| {
+                    SinkError::Parquet {
+                        detail: e.to_string(),
+                    }
+                })?;
+            writer.write(&batch).map_err(|e| SinkError::Parquet {
+                detail: e.to_string(),
+            })?;
+            writer.close().map_err(|e| SinkError::Parquet {
+                detail: e.to_string(),
+            })?;
             Ok(())
         }
     }
@@ -120,20 +138,32 @@ pub fn overtime_batch(records: &[OvertimeRecord]) -> Result<RecordBatch, SinkErr
     fields.push(Field::new("final", DataType::Boolean, false));
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.employee_id.as_str()))),
-        Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.period.as_str()))),
-        Arc::new(Date32Array::from_iter_values(records.iter().map(|r| (r.period_start - epoch).num_days() as i32))),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.employee_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| r.period.as_str()),
+        )),
+        Arc::new(Date32Array::from_iter_values(
+            records.iter().map(|r| (r.period_start - epoch).num_days() as i32),
+        )),
     ];
     for i in 0..7 {
         let values = records.iter().map(|r| hours(figures(r)[i]).mantissa());
         let array = Decimal128Array::from_iter_values(values)
             .with_precision_and_scale(12, 2)
-            .map_err(|e| SinkError::Parquet { detail: e.to_string() })?;
+            .map_err(|e| SinkError::Parquet {
+                detail: e.to_string(),
+            })?;
         columns.push(Arc::new(array));
     }
     columns.push(Arc::new(StringArray::from_iter_values(records.iter().map(flags))));
-    columns.push(Arc::new(BooleanArray::from_iter(records.iter().map(|r| Some(r.is_final)))));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SinkError::Parquet { detail: e.to_string() })
+    columns.push(Arc::new(BooleanArray::from_iter(
+        records.iter().map(|r| Some(r.is_final)),
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SinkError::Parquet {
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -167,17 +197,21 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], COLUMNS.join(","));
-        assert_eq!(lines[1], "E1,day,2026-10-20,11.62,8.00,2.00,1.62,0.00,7.67,0.00,short_rest;open_break,true");
+        assert_eq!(
+            lines[1],
+            "E1,day,2026-10-20,11.62,8.00,2.00,1.62,0.00,7.67,0.00,short_rest;open_break,true"
+        );
     }
 
     #[test]
     fn parquet_round_trips() {
         let mut out = Vec::new();
         write_overtime(&[record(), record()], ExportFormat::Parquet, &mut out).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(out))
-            .unwrap()
-            .build()
-            .unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(out))
+                .unwrap()
+                .build()
+                .unwrap();
         let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
         assert_eq!(rows, 2);
     }

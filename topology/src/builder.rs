@@ -30,8 +30,8 @@ use std::sync::Arc;
 use crate::codec::{Codec, DecodeError};
 use crate::error::TopologyError;
 use crate::graph::{
-    Decoder, FilterNode, FlatMapNode, MapNode, Node, NodeId, Partitioner, ProcessNode, RootNode, SinkNode,
-    SourceNode, SourceTopic, TimestampExtractor,
+    Decoder, FilterNode, FlatMapFn, FlatMapNode, MapFn, MapNode, Node, NodeId, Partitioner, Predicate,
+    ProcessNode, RootNode, SinkNode, SourceNode, SourceTopic, TimestampExtractor,
 };
 use crate::processor::{Data, Processor};
 use crate::record::{EventTime, Record};
@@ -389,7 +389,7 @@ impl<K: Data, V: Data> Stream<K, V> {
 
     /// Keeps records for which `predicate` holds.
     pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Stream<K, V> {
-        let predicate: Arc<dyn Fn(&K, &V) -> bool + Send + Sync> = Arc::new(predicate);
+        let predicate: Predicate<K, V> = Arc::new(predicate);
         self.child(
             None,
             "filter",
@@ -409,7 +409,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         &self,
         f: impl Fn(Record<K, V>) -> Record<K2, V2> + Send + Sync + 'static,
     ) -> Stream<K2, V2> {
-        let f: Arc<dyn Fn(Record<K, V>) -> Record<K2, V2> + Send + Sync> = Arc::new(f);
+        let f: MapFn<K, V, K2, V2> = Arc::new(f);
         self.child(None, "map", NodeKind::Operator, Vec::new(), move |_, children| {
             Box::new(MapNode {
                 f: f.clone(),
@@ -442,7 +442,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         &self,
         f: impl Fn(Record<K, V>) -> Vec<Record<K2, V2>> + Send + Sync + 'static,
     ) -> Stream<K2, V2> {
-        let f: Arc<dyn Fn(Record<K, V>) -> Vec<Record<K2, V2>> + Send + Sync> = Arc::new(f);
+        let f: FlatMapFn<K, V, K2, V2> = Arc::new(f);
         self.child(
             None,
             "flat-map",

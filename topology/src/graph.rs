@@ -59,9 +59,12 @@ pub(crate) fn visit_all<K, V>(
 }
 
 type Children<K, V> = Vec<Box<dyn Node<K, V>>>;
+pub(crate) type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
+pub(crate) type MapFn<K, V, K2, V2> = Arc<dyn Fn(Record<K, V>) -> Record<K2, V2> + Send + Sync>;
+pub(crate) type FlatMapFn<K, V, K2, V2> = Arc<dyn Fn(Record<K, V>) -> Vec<Record<K2, V2>> + Send + Sync>;
 
 pub(crate) struct FilterNode<K, V> {
-    pub(crate) predicate: Arc<dyn Fn(&K, &V) -> bool + Send + Sync>,
+    pub(crate) predicate: Predicate<K, V>,
     pub(crate) children: Children<K, V>,
 }
 
@@ -80,7 +83,7 @@ impl<K: Data, V: Data> Node<K, V> for FilterNode<K, V> {
 }
 
 pub(crate) struct FlatMapNode<K, V, K2, V2> {
-    pub(crate) f: Arc<dyn Fn(Record<K, V>) -> Vec<Record<K2, V2>> + Send + Sync>,
+    pub(crate) f: FlatMapFn<K, V, K2, V2>,
     pub(crate) children: Children<K2, V2>,
 }
 
@@ -98,7 +101,7 @@ impl<K: Data, V: Data, K2: Data, V2: Data> Node<K, V> for FlatMapNode<K, V, K2, 
 }
 
 pub(crate) struct MapNode<K, V, K2, V2> {
-    pub(crate) f: Arc<dyn Fn(Record<K, V>) -> Record<K2, V2> + Send + Sync>,
+    pub(crate) f: MapFn<K, V, K2, V2>,
     pub(crate) children: Children<K2, V2>,
 }
 

@@ -50,7 +50,10 @@ pub fn export(what: &ExportWhat) -> Result<()> {
         config.data_dir = dir.clone();
     }
     if !config.data_dir.join("log").exists() {
-        bail!("no fleetstream data in {} (use --data-dir)", config.data_dir.display());
+        bail!(
+            "no fleetstream data in {} (use --data-dir)",
+            config.data_dir.display()
+        );
     }
     let backend = backend::open(&config)?;
     let records = latest_records(&*backend.log, args.from, args.to)?;
@@ -67,7 +70,11 @@ pub fn export(what: &ExportWhat) -> Result<()> {
 }
 
 /// The latest version of every window starting within `[from, to]`, in key order.
-pub fn latest_records(log: &dyn fleetstream_topology::log::Log, from: NaiveDate, to: NaiveDate) -> Result<Vec<OvertimeRecord>> {
+pub fn latest_records(
+    log: &dyn fleetstream_topology::log::Log,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<OvertimeRecord>> {
     let topic = topics::OVERTIME_RECORDS;
     let partitions = match log.partitions(topic) {
         Ok(n) => n,

@@ -1,3 +1,4 @@
 pub mod export;
 pub mod replay;
 pub mod run;
+pub mod topics;

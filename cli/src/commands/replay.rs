@@ -52,7 +52,13 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
     let sources = jobs.topology.source_topics();
     for r in &records {
         if !sources.contains(&r.topic) || jobs.topology.is_internal(&r.topic) {
-            bail!("{}:{}: unknown input topic {:?} (expected one of {})", args.input.display(), r.line, r.topic, sources.join(", "));
+            bail!(
+                "{}:{}: unknown input topic {:?} (expected one of {})",
+                args.input.display(),
+                r.line,
+                r.topic,
+                sources.join(", ")
+            );
         }
     }
     let temp;
@@ -65,8 +71,16 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
     };
     let backend = backend::embedded(&config, dir)?;
     let partitions = args.partitions.unwrap_or(config.partitions).max(1);
-    let engine_config = EngineConfig { partitions, ..config.engine() };
-    let engine = Engine::new(jobs.topology, backend.log.clone(), backend.state.clone(), engine_config)?;
+    let engine_config = EngineConfig {
+        partitions,
+        ..config.engine()
+    };
+    let engine = Engine::new(
+        jobs.topology,
+        backend.log.clone(),
+        backend.state.clone(),
+        engine_config,
+    )?;
     let log = backend.embedded.clone().expect("replays run on the embedded log");
     let inputs = append_inputs(&engine, &log, &records)?;
 
@@ -84,7 +98,10 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
     lockstep.close()?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let mut report = ReplayReport { inputs: inputs.len(), outputs: BTreeMap::new() };
+    let mut report = ReplayReport {
+        inputs: inputs.len(),
+        outputs: BTreeMap::new(),
+    };
     let mut files: BTreeMap<String, std::io::BufWriter<std::fs::File>> = BTreeMap::new();
     for topic in engine.topology().output_topics() {
         files.insert(topic.clone(), create(&args.out, &topic)?);
@@ -105,7 +122,11 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
 }
 
 /// Appends the input records to their topics in file order; returns where each landed.
-fn append_inputs(engine: &Engine, log: &fleetstream_topology::log::embedded::EmbeddedLog, records: &[InputRecord]) -> Result<Vec<(TopicPartition, LogRecord)>> {
+fn append_inputs(
+    engine: &Engine,
+    log: &fleetstream_topology::log::embedded::EmbeddedLog,
+    records: &[InputRecord],
+) -> Result<Vec<(TopicPartition, LogRecord)>> {
     let mut out = Vec::with_capacity(records.len());
     let mut last_ts = 0;
     for chunk in records.chunks(10_000) {
@@ -127,7 +148,15 @@ fn append_inputs(engine: &Engine, log: &fleetstream_topology::log::embedded::Emb
         let offsets = log.append(batch.clone())?;
         for (record, offset) in batch.into_iter().zip(offsets) {
             let tp = TopicPartition::new(record.topic, record.partition);
-            out.push((tp, LogRecord { offset, ts: record.ts, key: record.key, value: record.value }));
+            out.push((
+                tp,
+                LogRecord {
+                    offset,
+                    ts: record.ts,
+                    key: record.key,
+                    value: record.value,
+                },
+            ));
         }
     }
     Ok(out)
@@ -147,7 +176,11 @@ pub fn write_line(out: &mut impl Write, key: &[u8], value: Option<&[u8]>) -> Res
     out.write_all(b",\"value\":")?;
     match value {
         Some(v) if serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok() => out.write_all(v)?,
-        Some(v) => out.write_all(serde_json::to_string(&String::from_utf8_lossy(v)).expect("strings").as_bytes())?,
+        Some(v) => out.write_all(
+            serde_json::to_string(&String::from_utf8_lossy(v))
+                .expect("strings")
+                .as_bytes(),
+        )?,
         None => out.write_all(b"null")?,
     }
     out.write_all(b"}\n")?;

@@ -53,7 +53,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let config = load_config(&args)?;
     let backend = backend::open(&config)?;
     let jobs = topology::build(&config.app_id, &config.jobs()).context("building the topology")?;
-    let engine = Engine::new(jobs.topology, backend.log.clone(), backend.state.clone(), config.engine())?;
+    let engine = Engine::new(
+        jobs.topology,
+        backend.log.clone(),
+        backend.state.clone(),
+        config.engine(),
+    )?;
     if let Some(input) = &args.input {
         let records = read_jsonl(input)?;
         let mut batch = Vec::with_capacity(records.len());
@@ -89,6 +94,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .context("installing the SIGTERM handler")?;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let mut caught_up_ticks = 0;
+    let mut announced = false;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break; }
@@ -97,17 +103,20 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 if !running.is_running() {
                     break;
                 }
-                if args.exit_when_caught_up {
-                    caught_up_ticks = if running.is_caught_up() { caught_up_ticks + 1 } else { 0 };
-                    if caught_up_ticks >= 3 {
-                        info!("caught up: stopping");
-                        break;
-                    }
+                caught_up_ticks = if running.is_caught_up() { caught_up_ticks + 1 } else { 0 };
+                if caught_up_ticks >= 3 && !announced {
+                    announced = true;
+                    eprintln!("caught up: every input record processed and committed");
+                }
+                if args.exit_when_caught_up && caught_up_ticks >= 3 {
+                    break;
                 }
             }
         }
     }
-    tokio::task::spawn_blocking(move || running.shutdown()).await.context("stopping")??;
+    tokio::task::spawn_blocking(move || running.shutdown())
+        .await
+        .context("stopping")??;
     eprintln!("fleetstream stopped cleanly: state committed");
     Ok(())
 }

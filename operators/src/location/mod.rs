@@ -59,8 +59,16 @@ pub struct DriverStep {
 }
 
 impl DriverStep {
-    pub fn new(config: Arc<JobConfig>, drivers: KvStore<String, DriverState>, routes: KvStore<Vec<u8>, (f64, f64)>) -> Self {
-        DriverStep { config, drivers, routes }
+    pub fn new(
+        config: Arc<JobConfig>,
+        drivers: KvStore<String, DriverState>,
+        routes: KvStore<Vec<u8>, (f64, f64)>,
+    ) -> Self {
+        DriverStep {
+            config,
+            drivers,
+            routes,
+        }
     }
 
     fn view(driver_id: &str, state: &DriverState) -> Option<DriverView> {
@@ -86,33 +94,51 @@ impl DriverStep {
         state: &mut DriverState,
         ts: i64,
     ) -> Result<(), ProcessError> {
-        let Some(view) = Self::view(driver_id, state) else { return Ok(()) };
+        let Some(view) = Self::view(driver_id, state) else {
+            return Ok(());
+        };
         let position = state.position.as_ref().expect("a view needs a position");
         if state.replica_cell != Some(position.cell7) {
             let m = &self.config.matching;
             let reach = m.radius_km + REPLICATION_MARGIN_KM;
-            let markets: Vec<u64> = geo::markets_within(position.lat, position.lng, reach, m.market_resolution)
-                .into_iter()
-                .map(u64::from)
-                .collect();
+            let markets: Vec<u64> =
+                geo::markets_within(position.lat, position.lng, reach, m.market_resolution)
+                    .into_iter()
+                    .map(u64::from)
+                    .collect();
             for old in state.markets.iter().filter(|old| !markets.contains(old)) {
-                let msg = MarketMsg::DriverLeft { driver_id: driver_id.to_string() };
-                ctx.forward(Record::new(driver_id.to_string(), DriverOutput::Market(market_key(*old), msg), ts))?;
+                let msg = MarketMsg::DriverLeft {
+                    driver_id: driver_id.to_string(),
+                };
+                ctx.forward(Record::new(
+                    driver_id.to_string(),
+                    DriverOutput::Market(market_key(*old), msg),
+                    ts,
+                ))?;
             }
             state.markets = markets;
             state.replica_cell = Some(position.cell7);
         }
         for market in &state.markets {
             let msg = MarketMsg::Driver(view.clone());
-            ctx.forward(Record::new(driver_id.to_string(), DriverOutput::Market(market_key(*market), msg), ts))?;
+            ctx.forward(Record::new(
+                driver_id.to_string(),
+                DriverOutput::Market(market_key(*market), msg),
+                ts,
+            ))?;
         }
         Ok(())
     }
 
-    fn on_ping(&self, ctx: &mut Context<'_, String, DriverOutput>, ping: GpsPing, ts: i64) -> Result<(), ProcessError> {
+    fn on_ping(
+        &self,
+        ctx: &mut Context<'_, String, DriverOutput>,
+        ping: GpsPing,
+        ts: i64,
+    ) -> Result<(), ProcessError> {
         let id = ping.driver_id.clone();
         let mut state = ctx.kv(&self.drivers).get(&id)?.unwrap_or_default();
-        if state.recent_ids.iter().any(|seen| *seen == ping.event_id) {
+        if state.recent_ids.contains(&ping.event_id) {
             return Ok(());
         }
         state.remember_id(ping.event_id.clone(), RECENT_IDS);
@@ -127,7 +153,13 @@ impl DriverStep {
         if newer {
             let cell9 = geo::cell9(ping.lat, ping.lng);
             let cell7 = geo::cell(ping.lat, ping.lng, h3o::Resolution::Seven);
-            state.position = Some(Position { lat: ping.lat, lng: ping.lng, ts, cell9: cell9.into(), cell7: cell7.into() });
+            state.position = Some(Position {
+                lat: ping.lat,
+                lng: ping.lng,
+                ts,
+                cell9: cell9.into(),
+                cell7: cell7.into(),
+            });
             self.publish(ctx, &id, &mut state, ts)?;
             let position = DriverPosition {
                 event_id: ping.event_id,
@@ -135,7 +167,11 @@ impl DriverStep {
                 lat: ping.lat,
                 lng: ping.lng,
                 cell: cell9.to_string(),
-                status: Some(if state.online { DriverStatusKind::Online } else { DriverStatusKind::Offline }),
+                status: Some(if state.online {
+                    DriverStatusKind::Online
+                } else {
+                    DriverStatusKind::Offline
+                }),
                 vehicle_class: state.vehicle_class.clone().map(VehicleClass),
                 ts: ping.ts,
             };
@@ -145,7 +181,12 @@ impl DriverStep {
         Ok(())
     }
 
-    fn on_status(&self, ctx: &mut Context<'_, String, DriverOutput>, status: DriverStatus, ts: i64) -> Result<(), ProcessError> {
+    fn on_status(
+        &self,
+        ctx: &mut Context<'_, String, DriverOutput>,
+        status: DriverStatus,
+        ts: i64,
+    ) -> Result<(), ProcessError> {
         let id = status.driver_id.clone();
         let mut state = ctx.kv(&self.drivers).get(&id)?.unwrap_or_default();
         // The latest status by event time wins; an older one arriving late changes nothing.
@@ -160,21 +201,39 @@ impl DriverStep {
         Ok(())
     }
 
-    fn on_msg(&self, ctx: &mut Context<'_, String, DriverOutput>, driver_id: String, msg: DriverMsg, ts: i64) -> Result<(), ProcessError> {
+    fn on_msg(
+        &self,
+        ctx: &mut Context<'_, String, DriverOutput>,
+        driver_id: String,
+        msg: DriverMsg,
+        ts: i64,
+    ) -> Result<(), ProcessError> {
         let mut state = ctx.kv(&self.drivers).get(&driver_id)?.unwrap_or_default();
         let before = state.hold.clone();
         match msg {
             DriverMsg::Claim { trip_id, market } => {
                 let granted = match &state.hold {
                     None => {
-                        state.hold = Some(Hold { trip_id: trip_id.clone(), market: market.clone(), active: false });
+                        state.hold = Some(Hold {
+                            trip_id: trip_id.clone(),
+                            market: market.clone(),
+                            active: false,
+                        });
                         true
                     }
                     // A repeated claim of the trip that already holds the driver.
                     Some(hold) => hold.trip_id == trip_id,
                 };
-                let reply = MarketMsg::ClaimResult { trip_id, driver_id: driver_id.clone(), granted };
-                ctx.forward(Record::new(driver_id.clone(), DriverOutput::Market(market, reply), ts))?;
+                let reply = MarketMsg::ClaimResult {
+                    trip_id,
+                    driver_id: driver_id.clone(),
+                    granted,
+                };
+                ctx.forward(Record::new(
+                    driver_id.clone(),
+                    DriverOutput::Market(market, reply),
+                    ts,
+                ))?;
             }
             DriverMsg::Release { trip_id } => {
                 if state.hold.as_ref().is_some_and(|h| h.trip_id == trip_id) {
@@ -188,11 +247,16 @@ impl DriverStep {
             }
             DriverMsg::Started { trip_id, started_at } => {
                 for (ping_ts, lat, lng) in state.recent.iter().copied().filter(|(t, _, _)| *t >= started_at) {
-                    ctx.kv(&self.routes).put(&route_key(&driver_id, &trip_id, ping_ts), &(lat, lng));
+                    ctx.kv(&self.routes)
+                        .put(&route_key(&driver_id, &trip_id, ping_ts), &(lat, lng));
                 }
                 state.route = Some(RouteState { trip_id, started_at });
             }
-            DriverMsg::Completed { trip_id, completed_at, market } => {
+            DriverMsg::Completed {
+                trip_id,
+                completed_at,
+                market,
+            } => {
                 let prefix = route_prefix(&driver_id, &trip_id);
                 let pings = ctx.kv(&self.routes).scan_prefix(&prefix)?;
                 let mut points: Vec<(i64, f64, f64)> = Vec::with_capacity(pings.len());
@@ -205,7 +269,10 @@ impl DriverStep {
                 }
                 points.sort_by_key(|(t, _, _)| *t);
                 let distance_km = (points.len() >= 2).then(|| {
-                    points.windows(2).map(|w| geo::haversine_km(w[0].1, w[0].2, w[1].1, w[1].2)).sum::<f64>()
+                    points
+                        .windows(2)
+                        .map(|w| geo::haversine_km(w[0].1, w[0].2, w[1].1, w[1].2))
+                        .sum::<f64>()
                 });
                 if state.route.as_ref().is_some_and(|r| r.trip_id == trip_id) {
                     state.route = None;
@@ -213,8 +280,16 @@ impl DriverStep {
                 if state.hold.as_ref().is_some_and(|h| h.trip_id == trip_id) {
                     state.hold = None;
                 }
-                let reply = MarketMsg::Route { trip_id, driver_id: driver_id.clone(), distance_km };
-                ctx.forward(Record::new(driver_id.clone(), DriverOutput::Market(market, reply), ts))?;
+                let reply = MarketMsg::Route {
+                    trip_id,
+                    driver_id: driver_id.clone(),
+                    distance_km,
+                };
+                ctx.forward(Record::new(
+                    driver_id.clone(),
+                    DriverOutput::Market(market, reply),
+                    ts,
+                ))?;
             }
         }
         if state.hold != before {
@@ -231,7 +306,11 @@ impl Processor for DriverStep {
     type OutKey = String;
     type OutValue = DriverOutput;
 
-    fn process(&mut self, ctx: &mut Context<'_, String, DriverOutput>, record: Record<String, DriverInput>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut Context<'_, String, DriverOutput>,
+        record: Record<String, DriverInput>,
+    ) -> Result<(), ProcessError> {
         match record.value {
             DriverInput::Ping(ping) => self.on_ping(ctx, ping, record.ts),
             DriverInput::Status(status) => self.on_status(ctx, status, record.ts),

@@ -57,8 +57,14 @@ impl MarketIndex {
 
     pub fn upsert(&mut self, view: DriverView) {
         self.remove(&view.driver_id);
-        self.by_cell9.entry(view.cell9).or_default().insert(view.driver_id.clone());
-        self.by_cell7.entry(view.cell7).or_default().insert(view.driver_id.clone());
+        self.by_cell9
+            .entry(view.cell9)
+            .or_default()
+            .insert(view.driver_id.clone());
+        self.by_cell7
+            .entry(view.cell7)
+            .or_default()
+            .insert(view.driver_id.clone());
         self.drivers.insert(view.driver_id.clone(), view);
     }
 
@@ -78,7 +84,9 @@ impl MarketIndex {
     /// Available drivers whose last ping lies in the resolution-7 cell (surge supply).
     pub fn supply(&self, cell7: u64, availability: &Availability) -> usize {
         self.by_cell7.get(&cell7).map_or(0, |ids| {
-            ids.iter().filter(|id| self.drivers.get(*id).is_some_and(|v| availability.admits(v))).count()
+            ids.iter()
+                .filter(|id| self.drivers.get(*id).is_some_and(|v| availability.admits(v)))
+                .count()
         })
     }
 
@@ -111,10 +119,15 @@ impl MarketIndex {
                 break;
             }
             for cell in geo::ring(center, k) {
-                let Some(ids) = self.by_cell9.get(&u64::from(cell)) else { continue };
+                let Some(ids) = self.by_cell9.get(&u64::from(cell)) else {
+                    continue;
+                };
                 for id in ids {
                     let view = &self.drivers[id];
-                    if view.vehicle_class.as_deref() != Some(class) || !availability.admits(view) || excluded(id) {
+                    if view.vehicle_class.as_deref() != Some(class)
+                        || !availability.admits(view)
+                        || excluded(id)
+                    {
                         continue;
                     }
                     let d = geo::haversine_km(pickup.0, pickup.1, view.lat, view.lng);
@@ -126,7 +139,10 @@ impl MarketIndex {
                         Some(b) => d < b.distance_km || (d == b.distance_km && *id < b.driver_id),
                     };
                     if better {
-                        best = Some(Candidate { driver_id: id.clone(), distance_km: d });
+                        best = Some(Candidate {
+                            driver_id: id.clone(),
+                            distance_km: d,
+                        });
                     }
                 }
             }
@@ -153,20 +169,34 @@ mod tests {
         }
     }
 
-    fn brute_force(index: &MarketIndex, pickup: (f64, f64), availability: &Availability) -> Option<Candidate> {
+    fn brute_force(
+        index: &MarketIndex,
+        pickup: (f64, f64),
+        availability: &Availability,
+    ) -> Option<Candidate> {
         index
             .drivers()
             .filter(|v| availability.admits(v) && v.vehicle_class.as_deref() == Some("economy"))
-            .map(|v| Candidate { driver_id: v.driver_id.clone(), distance_km: geo::haversine_km(pickup.0, pickup.1, v.lat, v.lng) })
+            .map(|v| Candidate {
+                driver_id: v.driver_id.clone(),
+                distance_km: geo::haversine_km(pickup.0, pickup.1, v.lat, v.lng),
+            })
             .filter(|c| c.distance_km <= 5.0)
-            .min_by(|a, b| a.distance_km.total_cmp(&b.distance_km).then_with(|| a.driver_id.cmp(&b.driver_id)))
+            .min_by(|a, b| {
+                a.distance_km
+                    .total_cmp(&b.distance_km)
+                    .then_with(|| a.driver_id.cmp(&b.driver_id))
+            })
     }
 
     #[test]
     fn ring_search_equals_brute_force() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let availability = Availability { at: 1_000, freshness_ms: 30_000 };
+        let availability = Availability {
+            at: 1_000,
+            freshness_ms: 30_000,
+        };
         for round in 0..50 {
             let mut index = MarketIndex::default();
             for i in 0..rng.gen_range(0..60) {
@@ -174,7 +204,10 @@ mod tests {
                 let lng = 13.40 + rng.gen_range(-0.12..0.12);
                 index.upsert(view(&format!("d{i:03}"), lat, lng, rng.gen_range(-40_000..1_000)));
             }
-            let pickup = (52.52 + rng.gen_range(-0.05..0.05), 13.40 + rng.gen_range(-0.05..0.05));
+            let pickup = (
+                52.52 + rng.gen_range(-0.05..0.05),
+                13.40 + rng.gen_range(-0.05..0.05),
+            );
             let found = index.best(pickup, "economy", 5.0, &availability, &|_| false);
             assert_eq!(found, brute_force(&index, pickup, &availability), "round {round}");
         }
@@ -191,10 +224,15 @@ mod tests {
         comfort.vehicle_class = Some("comfort".into());
         index.upsert(comfort);
         index.upsert(view("stale", 52.5200, 13.4001, -31_000));
-        index.upsert(view("far", 52.5300, 13.4000, 0));
-        let availability = Availability { at: 0, freshness_ms: 30_000 };
+        index.upsert(view("far", 52.5600, 13.4000, 0));
+        let availability = Availability {
+            at: 0,
+            freshness_ms: 30_000,
+        };
         let best = |excluded: &dyn Fn(&str) -> bool| {
-            index.best((52.52, 13.40), "economy", 5.0, &availability, excluded).map(|c| c.driver_id)
+            index
+                .best((52.52, 13.40), "economy", 5.0, &availability, excluded)
+                .map(|c| c.driver_id)
         };
         assert_eq!(best(&|_| false).as_deref(), Some("near"));
         assert_eq!(best(&|id| id == "near").as_deref(), Some("far"));
@@ -207,8 +245,15 @@ mod tests {
         index.upsert(view("d", 52.52, 13.40, 0));
         index.upsert(view("d", 52.60, 13.50, 0));
         assert_eq!(index.len(), 1);
-        let availability = Availability { at: 0, freshness_ms: 30_000 };
-        assert!(index.best((52.52, 13.40), "economy", 1.0, &availability, &|_| false).is_none());
+        let availability = Availability {
+            at: 0,
+            freshness_ms: 30_000,
+        };
+        assert!(
+            index
+                .best((52.52, 13.40), "economy", 1.0, &availability, &|_| false)
+                .is_none()
+        );
         index.remove("d");
         assert!(index.is_empty());
     }

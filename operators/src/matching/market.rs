@@ -51,24 +51,54 @@ impl MarketStep {
         trips: KvStore<String, TripState>,
         demand: KvStore<String, Vec<i64>>,
     ) -> Self {
-        MarketStep { config, drivers, trips, demand, index: HashMap::new() }
+        MarketStep {
+            config,
+            drivers,
+            trips,
+            demand,
+            index: HashMap::new(),
+        }
     }
 
     fn availability(&self, at: i64) -> Availability {
-        Availability { at, freshness_ms: self.config.matching.ping_freshness.as_millis() as i64 }
+        Availability {
+            at,
+            freshness_ms: self.config.matching.ping_freshness.as_millis() as i64,
+        }
     }
 
-    fn event(&self, ctx: &mut Ctx<'_>, trip: &TripState, ts: i64, kind: TripEventKind) -> Result<(), ProcessError> {
+    fn event(
+        &self,
+        ctx: &mut Ctx<'_>,
+        trip: &TripState,
+        ts: i64,
+        kind: TripEventKind,
+    ) -> Result<(), ProcessError> {
         let event_id = match &kind {
             TripEventKind::Offered { attempt, .. } => format!("{}:offered:{attempt}", trip.trip_id),
             other => format!("{}:{}", trip.trip_id, other.name()),
         };
-        let event = TripEvent { event_id, trip_id: trip.trip_id.clone(), ts: time::from_millis(ts), kind };
+        let event = TripEvent {
+            event_id,
+            trip_id: trip.trip_id.clone(),
+            ts: time::from_millis(ts),
+            kind,
+        };
         ctx.forward(Record::new(trip.trip_id.clone(), MarketOutput::Event(event), ts))
     }
 
-    fn to_driver(&self, ctx: &mut Ctx<'_>, driver: &str, msg: DriverMsg, ts: i64) -> Result<(), ProcessError> {
-        ctx.forward(Record::new(driver.to_string(), MarketOutput::Driver(driver.to_string(), msg), ts))
+    fn to_driver(
+        &self,
+        ctx: &mut Ctx<'_>,
+        driver: &str,
+        msg: DriverMsg,
+        ts: i64,
+    ) -> Result<(), ProcessError> {
+        ctx.forward(Record::new(
+            driver.to_string(),
+            MarketOutput::Driver(driver.to_string(), msg),
+            ts,
+        ))
     }
 
     fn reject(&self, ctx: &mut Ctx<'_>, command: &TripCommand, ts: i64, field: Option<&str>, reason: String) {
@@ -91,14 +121,27 @@ impl MarketStep {
         }
         let availability = self.availability(at);
         let candidate = self.index.get(&trip.market).and_then(|index| {
-            index.best(trip.pickup, &trip.vehicle_class, m.radius_km, &availability, &|d| trip.excludes(d))
+            index.best(
+                trip.pickup,
+                &trip.vehicle_class,
+                m.radius_km,
+                &availability,
+                &|d| trip.excludes(d),
+            )
         });
         match candidate {
             None => self.no_driver(ctx, trip, at),
             Some(c) => {
                 trip.status = TripStatus::Searching;
-                trip.pending = Some(PendingClaim { driver_id: c.driver_id.clone(), at, distance_km: c.distance_km });
-                let claim = DriverMsg::Claim { trip_id: trip.trip_id.clone(), market: trip.market.clone() };
+                trip.pending = Some(PendingClaim {
+                    driver_id: c.driver_id.clone(),
+                    at,
+                    distance_km: c.distance_km,
+                });
+                let claim = DriverMsg::Claim {
+                    trip_id: trip.trip_id.clone(),
+                    market: trip.market.clone(),
+                };
                 self.to_driver(ctx, &c.driver_id, claim, at)
             }
         }
@@ -107,7 +150,14 @@ impl MarketStep {
     fn no_driver(&self, ctx: &mut Ctx<'_>, trip: &mut TripState, at: i64) -> Result<(), ProcessError> {
         trip.status = TripStatus::NoDriver;
         trip.pending = None;
-        self.event(ctx, trip, at, TripEventKind::NoDriver { offers: trip.attempts() })
+        self.event(
+            ctx,
+            trip,
+            at,
+            TripEventKind::NoDriver {
+                offers: trip.attempts(),
+            },
+        )
     }
 
     fn timer_key(trip_id: &str, attempt: u32) -> Vec<u8> {
@@ -124,7 +174,9 @@ impl MarketStep {
         driver_id: String,
         granted: bool,
     ) -> Result<(), ProcessError> {
-        let Some(mut trip) = ctx.kv(&self.trips).get(&trip_id)? else { return Ok(()) };
+        let Some(mut trip) = ctx.kv(&self.trips).get(&trip_id)? else {
+            return Ok(());
+        };
         let pending = trip.pending.clone().filter(|p| p.driver_id == driver_id);
         let Some(pending) = pending else {
             // An answer nobody waits for: give a granted driver back.
@@ -136,16 +188,31 @@ impl MarketStep {
         trip.pending = None;
         if trip.cancelled_during_claim || trip.status.is_final() {
             if granted {
-                self.to_driver(ctx, &driver_id, DriverMsg::Release { trip_id: trip_id.clone() }, pending.at)?;
+                self.to_driver(
+                    ctx,
+                    &driver_id,
+                    DriverMsg::Release {
+                        trip_id: trip_id.clone(),
+                    },
+                    pending.at,
+                )?;
             }
         } else if granted {
             trip.offered.push(driver_id.clone());
             trip.skipped.clear();
             let attempt = trip.attempts();
             let expires_at = pending.at + self.config.matching.offer_timeout.as_millis() as i64;
-            trip.status = TripStatus::Offered { driver_id: driver_id.clone(), attempt, expires_at };
+            trip.status = TripStatus::Offered {
+                driver_id: driver_id.clone(),
+                attempt,
+                expires_at,
+            };
             ctx.schedule(expires_at, &Self::timer_key(&trip_id, attempt));
-            let kind = TripEventKind::Offered { driver_id, attempt, pickup_distance_km: round4(pending.distance_km) };
+            let kind = TripEventKind::Offered {
+                driver_id,
+                attempt,
+                pickup_distance_km: round4(pending.distance_km),
+            };
             self.event(ctx, &trip, pending.at, kind)?;
         } else {
             trip.skipped.push(driver_id);
@@ -155,17 +222,38 @@ impl MarketStep {
         Ok(())
     }
 
-    fn on_route(&mut self, ctx: &mut Ctx<'_>, trip_id: String, driver_id: String, distance: Option<f64>) -> Result<(), ProcessError> {
-        let Some(mut trip) = ctx.kv(&self.trips).get(&trip_id)? else { return Ok(()) };
-        if trip.status != (TripStatus::Completing { driver_id: driver_id.clone() }) {
+    fn on_route(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        trip_id: String,
+        driver_id: String,
+        distance: Option<f64>,
+    ) -> Result<(), ProcessError> {
+        let Some(mut trip) = ctx.kv(&self.trips).get(&trip_id)? else {
+            return Ok(());
+        };
+        if trip.status
+            != (TripStatus::Completing {
+                driver_id: driver_id.clone(),
+            })
+        {
             return Ok(());
         }
-        let Some(tariff) = self.config.tariff.get(&trip.vehicle_class) else { return Ok(()) };
-        let (started, completed) = (trip.started_at.unwrap_or_default(), trip.completed_at.unwrap_or_default());
-        let distance_km = distance.unwrap_or_else(|| geo::haversine_km(trip.pickup.0, trip.pickup.1, trip.dropoff.0, trip.dropoff.1));
+        let Some(tariff) = self.config.tariff.get(&trip.vehicle_class) else {
+            return Ok(());
+        };
+        let (started, completed) = (
+            trip.started_at.unwrap_or_default(),
+            trip.completed_at.unwrap_or_default(),
+        );
+        let distance_km = distance.unwrap_or_else(|| {
+            geo::haversine_km(trip.pickup.0, trip.pickup.1, trip.dropoff.0, trip.dropoff.1)
+        });
         let duration_ms = completed - started;
         let priced = fare(tariff, distance_km, duration_ms, trip.surge);
-        trip.status = TripStatus::Completed { driver_id: driver_id.clone() };
+        trip.status = TripStatus::Completed {
+            driver_id: driver_id.clone(),
+        };
         let kind = TripEventKind::Completed {
             driver_id: driver_id.clone(),
             rider_id: trip.rider_id.clone(),
@@ -176,17 +264,41 @@ impl MarketStep {
             duration_s: duration_ms as f64 / 1000.0,
         };
         self.event(ctx, &trip, completed, kind)?;
-        for posting in trip_postings(&trip.trip_id, &trip.rider_id, &driver_id, &priced, tariff, completed) {
-            ctx.forward(Record::new(posting.account_id.clone(), MarketOutput::Posting(posting), completed))?;
+        for posting in trip_postings(
+            &trip.trip_id,
+            &trip.rider_id,
+            &driver_id,
+            &priced,
+            tariff,
+            completed,
+        ) {
+            ctx.forward(Record::new(
+                posting.account_id.clone(),
+                MarketOutput::Posting(posting),
+                completed,
+            ))?;
         }
         ctx.kv(&self.trips).put(&trip_id, &trip);
         Ok(())
     }
 
-    fn on_command(&mut self, ctx: &mut Ctx<'_>, market: String, command: TripCommand, ts: i64) -> Result<(), ProcessError> {
+    fn on_command(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        market: String,
+        command: TripCommand,
+        ts: i64,
+    ) -> Result<(), ProcessError> {
         let trip_id = command.trip_id().to_string();
         let existing = ctx.kv(&self.trips).get(&trip_id)?;
-        if let TripCommand::Request { rider_id, pickup, dropoff, vehicle_class, .. } = &command {
+        if let TripCommand::Request {
+            rider_id,
+            pickup,
+            dropoff,
+            vehicle_class,
+            ..
+        } = &command
+        {
             if let Some(trip) = existing {
                 let same = trip.rider_id == *rider_id
                     && trip.pickup == (pickup.lat, pickup.lng)
@@ -194,7 +306,13 @@ impl MarketStep {
                     && trip.vehicle_class == vehicle_class.0
                     && trip.requested_at == ts;
                 if !same {
-                    self.reject(ctx, &command, ts, Some("trip_id"), format!("trip {trip_id}: already requested with other details"));
+                    self.reject(
+                        ctx,
+                        &command,
+                        ts,
+                        Some("trip_id"),
+                        format!("trip {trip_id}: already requested with other details"),
+                    );
                 }
                 return Ok(());
             }
@@ -206,7 +324,10 @@ impl MarketStep {
             return self.request(ctx, market, &command, ts);
         }
         let Some(mut trip) = existing else {
-            let reason = format!("trip {trip_id}: {} for a trip that was never requested", command.name());
+            let reason = format!(
+                "trip {trip_id}: {} for a trip that was never requested",
+                command.name()
+            );
             self.reject(ctx, &command, ts, Some("trip_id"), reason);
             return Ok(());
         };
@@ -219,8 +340,22 @@ impl MarketStep {
         Ok(())
     }
 
-    fn request(&mut self, ctx: &mut Ctx<'_>, market: String, command: &TripCommand, ts: i64) -> Result<(), ProcessError> {
-        let TripCommand::Request { trip_id, rider_id, pickup, dropoff, vehicle_class, .. } = command else {
+    fn request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        market: String,
+        command: &TripCommand,
+        ts: i64,
+    ) -> Result<(), ProcessError> {
+        let TripCommand::Request {
+            trip_id,
+            rider_id,
+            pickup,
+            dropoff,
+            vehicle_class,
+            ..
+        } = command
+        else {
             unreachable!("called for requests")
         };
         let m = &self.config.matching;
@@ -229,7 +364,10 @@ impl MarketStep {
         let mut times = ctx.kv(&self.demand).get(&cell_key)?.unwrap_or_default();
         let demand = surge::record_request(&mut times, ts, m.surge_window.as_millis() as i64);
         ctx.kv(&self.demand).put(&cell_key, &times);
-        let supply = self.index.get(&market).map_or(0, |i| i.supply(cell7.into(), &self.availability(ts)));
+        let supply = self
+            .index
+            .get(&market)
+            .map_or(0, |i| i.supply(cell7.into(), &self.availability(ts)));
         let surge = surge::multiplier(demand, supply, m.surge_min, m.surge_max);
         let mut trip = TripState {
             trip_id: trip_id.clone(),
@@ -252,8 +390,14 @@ impl MarketStep {
         let kind = TripEventKind::Requested {
             rider_id: rider_id.clone(),
             vehicle_class: vehicle_class.clone(),
-            pickup: GeoPoint { lat: pickup.lat, lng: pickup.lng },
-            dropoff: GeoPoint { lat: dropoff.lat, lng: dropoff.lng },
+            pickup: GeoPoint {
+                lat: pickup.lat,
+                lng: pickup.lng,
+            },
+            dropoff: GeoPoint {
+                lat: dropoff.lat,
+                lng: dropoff.lng,
+            },
             surge,
         };
         self.event(ctx, &trip, ts, kind)?;
@@ -262,25 +406,45 @@ impl MarketStep {
         Ok(())
     }
 
-    fn transition(&mut self, ctx: &mut Ctx<'_>, trip: &mut TripState, command: &TripCommand, ts: i64) -> Result<Outcome, ProcessError> {
+    fn transition(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        trip: &mut TripState,
+        command: &TripCommand,
+        ts: i64,
+    ) -> Result<Outcome, ProcessError> {
         let trip_id = trip.trip_id.clone();
         match (command, trip.status.clone()) {
-            (TripCommand::Accept { driver_id, .. }, TripStatus::Offered { driver_id: offered, attempt, expires_at })
-                if *driver_id == offered =>
-            {
+            (
+                TripCommand::Accept { driver_id, .. },
+                TripStatus::Offered {
+                    driver_id: offered,
+                    attempt,
+                    expires_at,
+                },
+            ) if *driver_id == offered => {
                 ctx.cancel(expires_at, &Self::timer_key(&trip_id, attempt));
-                trip.status = TripStatus::Matched { driver_id: offered.clone() };
+                trip.status = TripStatus::Matched {
+                    driver_id: offered.clone(),
+                };
                 trip.matched_at = Some(ts);
                 self.to_driver(ctx, &offered, DriverMsg::Matched { trip_id }, ts)?;
                 self.event(ctx, trip, ts, TripEventKind::Matched { driver_id: offered })?;
                 Ok(Outcome::Applied)
             }
-            (TripCommand::Accept { driver_id, .. }, status) if status.assigned_driver() == Some(driver_id) => {
+            (TripCommand::Accept { driver_id, .. }, status)
+                if status.assigned_driver() == Some(driver_id) =>
+            {
                 Ok(Outcome::Retry)
             }
-            (TripCommand::Decline { driver_id, .. }, TripStatus::Offered { driver_id: offered, attempt, expires_at })
-                if *driver_id == offered =>
-            {
+            (
+                TripCommand::Decline { driver_id, .. },
+                TripStatus::Offered {
+                    driver_id: offered,
+                    attempt,
+                    expires_at,
+                },
+            ) if *driver_id == offered => {
                 ctx.cancel(expires_at, &Self::timer_key(&trip_id, attempt));
                 self.to_driver(ctx, &offered, DriverMsg::Release { trip_id }, ts)?;
                 self.offer_next(ctx, trip, ts)?;
@@ -292,56 +456,118 @@ impl MarketStep {
                 // Declined or timed out already.
                 Ok(Outcome::Retry)
             }
-            (TripCommand::Start { driver_id, .. }, TripStatus::Matched { driver_id: matched }) if *driver_id == matched => {
-                trip.status = TripStatus::Started { driver_id: matched.clone() };
+            (TripCommand::Start { driver_id, .. }, TripStatus::Matched { driver_id: matched })
+                if *driver_id == matched =>
+            {
+                trip.status = TripStatus::Started {
+                    driver_id: matched.clone(),
+                };
                 trip.started_at = Some(ts);
-                self.to_driver(ctx, &matched, DriverMsg::Started { trip_id, started_at: ts }, ts)?;
+                self.to_driver(
+                    ctx,
+                    &matched,
+                    DriverMsg::Started {
+                        trip_id,
+                        started_at: ts,
+                    },
+                    ts,
+                )?;
                 self.event(ctx, trip, ts, TripEventKind::Started { driver_id: matched })?;
                 Ok(Outcome::Applied)
             }
-            (TripCommand::Start { driver_id, .. }, TripStatus::Started { driver_id: d } | TripStatus::Completing { driver_id: d } | TripStatus::Completed { driver_id: d })
-                if *driver_id == d =>
+            (
+                TripCommand::Start { driver_id, .. },
+                TripStatus::Started { driver_id: d }
+                | TripStatus::Completing { driver_id: d }
+                | TripStatus::Completed { driver_id: d },
+            ) if *driver_id == d => Ok(Outcome::Retry),
+            (TripCommand::Complete { driver_id, .. }, TripStatus::Started { driver_id: started })
+                if *driver_id == started =>
             {
-                Ok(Outcome::Retry)
-            }
-            (TripCommand::Complete { driver_id, .. }, TripStatus::Started { driver_id: started }) if *driver_id == started => {
-                trip.status = TripStatus::Completing { driver_id: started.clone() };
+                trip.status = TripStatus::Completing {
+                    driver_id: started.clone(),
+                };
                 trip.completed_at = Some(ts);
                 let market = trip.market.clone();
-                self.to_driver(ctx, &started, DriverMsg::Completed { trip_id, completed_at: ts, market }, ts)?;
+                self.to_driver(
+                    ctx,
+                    &started,
+                    DriverMsg::Completed {
+                        trip_id,
+                        completed_at: ts,
+                        market,
+                    },
+                    ts,
+                )?;
                 Ok(Outcome::Applied)
             }
-            (TripCommand::Complete { driver_id, .. }, TripStatus::Completing { driver_id: d } | TripStatus::Completed { driver_id: d })
-                if *driver_id == d =>
-            {
-                Ok(Outcome::Retry)
-            }
+            (
+                TripCommand::Complete { driver_id, .. },
+                TripStatus::Completing { driver_id: d } | TripStatus::Completed { driver_id: d },
+            ) if *driver_id == d => Ok(Outcome::Retry),
             (TripCommand::Cancel { .. }, TripStatus::Cancelled) => Ok(Outcome::Retry),
-            (TripCommand::Cancel { by, reason, .. }, status @ (TripStatus::Searching | TripStatus::Offered { .. } | TripStatus::Matched { .. })) => {
+            (
+                TripCommand::Cancel { by, reason, .. },
+                status @ (TripStatus::Searching | TripStatus::Offered { .. } | TripStatus::Matched { .. }),
+            ) => {
                 let mut fee = None;
                 let mut driver = None;
                 match &status {
                     TripStatus::Searching => trip.cancelled_during_claim = trip.pending.is_some(),
-                    TripStatus::Offered { driver_id, attempt, expires_at } => {
+                    TripStatus::Offered {
+                        driver_id,
+                        attempt,
+                        expires_at,
+                    } => {
                         ctx.cancel(*expires_at, &Self::timer_key(&trip_id, *attempt));
-                        self.to_driver(ctx, driver_id, DriverMsg::Release { trip_id: trip_id.clone() }, ts)?;
+                        self.to_driver(
+                            ctx,
+                            driver_id,
+                            DriverMsg::Release {
+                                trip_id: trip_id.clone(),
+                            },
+                            ts,
+                        )?;
                     }
                     TripStatus::Matched { driver_id } => {
                         driver = Some(driver_id.clone());
-                        self.to_driver(ctx, driver_id, DriverMsg::Release { trip_id: trip_id.clone() }, ts)?;
+                        self.to_driver(
+                            ctx,
+                            driver_id,
+                            DriverMsg::Release {
+                                trip_id: trip_id.clone(),
+                            },
+                            ts,
+                        )?;
                         let free = self.config.matching.free_cancellation.as_millis() as i64;
                         if *by == CancelledBy::Rider && trip.matched_at.is_some_and(|m| ts - m > free) {
-                            let tariff = self.config.tariff.get(&trip.vehicle_class).cloned().unwrap_or_default();
+                            let tariff = self
+                                .config
+                                .tariff
+                                .get(&trip.vehicle_class)
+                                .cloned()
+                                .unwrap_or_default();
                             fee = Some(tariff.cancellation_fee);
-                            for posting in cancellation_postings(&trip_id, &trip.rider_id, driver_id, &tariff, ts) {
-                                ctx.forward(Record::new(posting.account_id.clone(), MarketOutput::Posting(posting), ts))?;
+                            for posting in
+                                cancellation_postings(&trip_id, &trip.rider_id, driver_id, &tariff, ts)
+                            {
+                                ctx.forward(Record::new(
+                                    posting.account_id.clone(),
+                                    MarketOutput::Posting(posting),
+                                    ts,
+                                ))?;
                             }
                         }
                     }
                     _ => {}
                 }
                 trip.status = TripStatus::Cancelled;
-                let kind = TripEventKind::Cancelled { by: *by, reason: reason.clone(), driver_id: driver, fee };
+                let kind = TripEventKind::Cancelled {
+                    by: *by,
+                    reason: reason.clone(),
+                    driver_id: driver,
+                    fee,
+                };
                 self.event(ctx, trip, ts, kind)?;
                 Ok(Outcome::Applied)
             }
@@ -358,22 +584,43 @@ impl MarketStep {
                     },
                     _ => (None, String::new()),
                 };
-                Ok(Outcome::Refused { field, reason: refusal(trip, command.name(), &detail) })
+                Ok(Outcome::Refused {
+                    field,
+                    reason: refusal(trip, command.name(), &detail),
+                })
             }
         }
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, at: i64, key: &[u8]) -> Result<(), ProcessError> {
-        let Some(split) = key.iter().rposition(|b| *b == 0) else { return Ok(()) };
+        let Some(split) = key.iter().rposition(|b| *b == 0) else {
+            return Ok(());
+        };
         let trip_id = String::from_utf8_lossy(&key[..split]).into_owned();
         let attempt = u32::from_be_bytes(key[split + 1..].try_into().unwrap_or([0; 4]));
-        let Some(mut trip) = ctx.kv(&self.trips).get(&trip_id)? else { return Ok(()) };
-        let TripStatus::Offered { driver_id, attempt: current, .. } = trip.status.clone() else { return Ok(()) };
+        let Some(mut trip) = ctx.kv(&self.trips).get(&trip_id)? else {
+            return Ok(());
+        };
+        let TripStatus::Offered {
+            driver_id,
+            attempt: current,
+            ..
+        } = trip.status.clone()
+        else {
+            return Ok(());
+        };
         if current != attempt {
             return Ok(());
         }
         // No answer in time: the driver is released and the next candidate asked.
-        self.to_driver(ctx, &driver_id, DriverMsg::Release { trip_id: trip_id.clone() }, at)?;
+        self.to_driver(
+            ctx,
+            &driver_id,
+            DriverMsg::Release {
+                trip_id: trip_id.clone(),
+            },
+            at,
+        )?;
         self.offer_next(ctx, &mut trip, at)?;
         ctx.kv(&self.trips).put(&trip_id, &trip);
         Ok(())
@@ -384,7 +631,10 @@ enum Outcome {
     Applied,
     /// A repeat of a command that already took effect: nothing changes.
     Retry,
-    Refused { field: Option<&'static str>, reason: String },
+    Refused {
+        field: Option<&'static str>,
+        reason: String,
+    },
 }
 
 fn round4(x: f64) -> f64 {
@@ -410,7 +660,8 @@ impl Processor for MarketStep {
         let market = record.key;
         match record.value {
             MarketMsg::Driver(view) => {
-                ctx.kv(&self.drivers).put(&replica_key(&market, &view.driver_id), &view);
+                ctx.kv(&self.drivers)
+                    .put(&replica_key(&market, &view.driver_id), &view);
                 self.index.entry(market).or_default().upsert(view);
                 Ok(())
             }
@@ -423,10 +674,21 @@ impl Processor for MarketStep {
             }
             MarketMsg::Command(json) => match input::decode::<TripCommand>(&json) {
                 Ok(command) => self.on_command(ctx, market, command, record.ts),
-                Err(e) => Err(ProcessError::Bug { processor: "markets".into(), detail: format!("routed command: {e}") }),
+                Err(e) => Err(ProcessError::Bug {
+                    processor: "markets".into(),
+                    detail: format!("routed command: {e}"),
+                }),
             },
-            MarketMsg::ClaimResult { trip_id, driver_id, granted } => self.on_claim_result(ctx, trip_id, driver_id, granted),
-            MarketMsg::Route { trip_id, driver_id, distance_km } => self.on_route(ctx, trip_id, driver_id, distance_km),
+            MarketMsg::ClaimResult {
+                trip_id,
+                driver_id,
+                granted,
+            } => self.on_claim_result(ctx, trip_id, driver_id, granted),
+            MarketMsg::Route {
+                trip_id,
+                driver_id,
+                distance_km,
+            } => self.on_route(ctx, trip_id, driver_id, distance_km),
         }
     }
 

@@ -5,7 +5,9 @@ use rust_decimal::{Decimal, RoundingStrategy};
 /// `demand / max(1, supply)`, rounded down to one decimal, clamped to `[min, max]`.
 pub fn multiplier(demand: usize, supply: usize, min: Decimal, max: Decimal) -> Decimal {
     let ratio = Decimal::from(demand as u64) / Decimal::from(supply.max(1) as u64);
-    let mut surge = ratio.round_dp_with_strategy(1, RoundingStrategy::ToZero).clamp(min, max);
+    let mut surge = ratio
+        .round_dp_with_strategy(1, RoundingStrategy::ToZero)
+        .clamp(min, max);
     surge.rescale(1);
     surge
 }
@@ -39,7 +41,11 @@ mod tests {
     #[test]
     fn demand_window_is_half_open() {
         let mut times = vec![0, 100_000, 200_000];
-        assert_eq!(record_request(&mut times, 300_000, 300_000), 3, "a request exactly 5 min earlier is out");
+        assert_eq!(
+            record_request(&mut times, 300_000, 300_000),
+            3,
+            "a request exactly 5 min earlier is out"
+        );
         assert_eq!(times, vec![100_000, 200_000, 300_000]);
     }
 }

@@ -39,7 +39,10 @@ pub fn day_end(tz: Tz, date: NaiveDate) -> i64 {
 
 /// The local date of an instant.
 pub fn local_date(tz: Tz, ms: i64) -> NaiveDate {
-    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().with_timezone(&tz).date_naive()
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .with_timezone(&tz)
+        .date_naive()
 }
 
 /// The Monday of the ISO week of `date`.
@@ -73,19 +76,25 @@ pub fn night_minutes(tz: Tz, from: i64, to: i64, start: NaiveTime, end: NaiveTim
     let mut date = first;
     while date <= last {
         let window = if start > end {
-            (instant(tz, date.and_time(start)), instant(tz, (date + chrono::Duration::days(1)).and_time(end)))
+            (
+                instant(tz, date.and_time(start)),
+                instant(tz, (date + chrono::Duration::days(1)).and_time(end)),
+            )
         } else {
             (instant(tz, date.and_time(start)), instant(tz, date.and_time(end)))
         };
         minutes += overlap_minutes((from, to), window);
-        date = date + chrono::Duration::days(1);
+        date += chrono::Duration::days(1);
     }
     minutes
 }
 
 /// Minutes of `[from, to)` whose local date is one of `holidays`.
 pub fn holiday_minutes(tz: Tz, from: i64, to: i64, holidays: &[NaiveDate]) -> i64 {
-    holidays.iter().map(|&h| overlap_minutes((from, to), (day_start(tz, h), day_end(tz, h)))).sum()
+    holidays
+        .iter()
+        .map(|&h| overlap_minutes((from, to), (day_start(tz, h), day_end(tz, h))))
+        .sum()
 }
 
 #[cfg(test)]
@@ -111,7 +120,16 @@ mod tests {
         let from = day_start(Berlin, date("2026-10-24")) + 22 * 3_600_000;
         let to = day_start(Berlin, date("2026-10-25")) + 7 * 3_600_000; // 06:00 CET after the repeat hour
         assert_eq!(local_date(Berlin, to), date("2026-10-25"));
-        assert_eq!(night_minutes(Berlin, from, to, NaiveTime::from_hms_opt(22, 0, 0).unwrap(), NaiveTime::from_hms_opt(6, 0, 0).unwrap()), 9 * 60);
+        assert_eq!(
+            night_minutes(
+                Berlin,
+                from,
+                to,
+                NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
+                NaiveTime::from_hms_opt(6, 0, 0).unwrap()
+            ),
+            9 * 60
+        );
     }
 
     #[test]

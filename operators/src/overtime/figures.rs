@@ -70,53 +70,74 @@ pub struct Timeline {
     pub open_shift: Option<i64>,
 }
 
+/// A shift clocked in and not yet out.
+struct OpenShift {
+    start: i64,
+    breaks: Vec<(i64, i64)>,
+    break_start: Option<i64>,
+}
+
 /// Pairs punches (sorted by [`sort_punches`]) into shifts. Malformed sequences never drop time
 /// silently: they are flagged on the day they concern.
 pub fn timeline(punches: &[StoredPunch], config: &OvertimeConfig) -> Timeline {
     let tz = config.timezone;
     let mut out = Timeline::default();
     let flag = |out: &mut Timeline, ts: i64, f: OvertimeFlag| {
-        out.flags.entry(calendar::local_date(tz, ts)).or_default().insert(f);
+        out.flags
+            .entry(calendar::local_date(tz, ts))
+            .or_default()
+            .insert(f);
     };
-    let mut open: Option<(i64, Vec<(i64, i64)>, Option<i64>)> = None;
+    let mut open: Option<OpenShift> = None;
     for p in punches {
         match (p.kind, open.as_mut()) {
-            (PunchKind::ClockIn, None) => open = Some((p.ts, Vec::new(), None)),
-            (PunchKind::ClockIn, Some((start, _, _))) => {
-                // The open shift never clocked out: flag it, count nothing for it.
-                let start = *start;
-                flag(&mut out, start, OvertimeFlag::MissingClockOut);
-                open = Some((p.ts, Vec::new(), None));
+            (PunchKind::ClockIn, previous) => {
+                // A shift still open never clocked out: flag it, count nothing for it.
+                if let Some(previous) = previous {
+                    let start = previous.start;
+                    flag(&mut out, start, OvertimeFlag::MissingClockOut);
+                }
+                open = Some(OpenShift {
+                    start: p.ts,
+                    breaks: Vec::new(),
+                    break_start: None,
+                });
             }
             (PunchKind::ClockOut, None) => flag(&mut out, p.ts, OvertimeFlag::MissingClockIn),
             (PunchKind::ClockOut, Some(_)) => {
-                let (start, mut breaks, pending) = open.take().expect("matched Some");
-                if let Some(bs) = pending {
+                let mut shift = open.take().expect("matched Some");
+                if let Some(bs) = shift.break_start {
                     // A break never ended: it lasts until the clock-out.
-                    breaks.push((bs, p.ts));
-                    flag(&mut out, start, OvertimeFlag::OpenBreak);
+                    shift.breaks.push((bs, p.ts));
+                    flag(&mut out, shift.start, OvertimeFlag::OpenBreak);
                 }
-                out.shifts.push(Shift { start, end: p.ts, breaks });
+                out.shifts.push(Shift {
+                    start: shift.start,
+                    end: p.ts,
+                    breaks: shift.breaks,
+                });
             }
-            (PunchKind::BreakStart, Some((start, _, pending))) => {
-                if pending.is_some() {
-                    let start = *start;
+            (PunchKind::BreakStart, Some(shift)) => {
+                if shift.break_start.is_some() {
+                    let start = shift.start;
                     flag(&mut out, start, OvertimeFlag::StrayBreakPunch);
                 } else {
-                    *pending = Some(p.ts);
+                    shift.break_start = Some(p.ts);
                 }
             }
-            (PunchKind::BreakEnd, Some((start, breaks, pending))) => match pending.take() {
-                Some(bs) => breaks.push((bs, p.ts)),
+            (PunchKind::BreakEnd, Some(shift)) => match shift.break_start.take() {
+                Some(bs) => shift.breaks.push((bs, p.ts)),
                 None => {
-                    let start = *start;
+                    let start = shift.start;
                     flag(&mut out, start, OvertimeFlag::StrayBreakPunch);
                 }
             },
-            (PunchKind::BreakStart | PunchKind::BreakEnd, None) => flag(&mut out, p.ts, OvertimeFlag::StrayBreakPunch),
+            (PunchKind::BreakStart | PunchKind::BreakEnd, None) => {
+                flag(&mut out, p.ts, OvertimeFlag::StrayBreakPunch)
+            }
         }
     }
-    out.open_shift = open.map(|(start, _, _)| start);
+    out.open_shift = open.map(|s| s.start);
     out
 }
 
@@ -170,7 +191,10 @@ pub fn figures(timeline: &Timeline, config: &OvertimeConfig, stage: Stage) -> BT
             days.entry(*day).or_default().flags.extend(flags.iter().copied());
         }
         if let Some(start) = timeline.open_shift {
-            days.entry(calendar::local_date(tz, start)).or_default().flags.insert(OvertimeFlag::OpenShift);
+            days.entry(calendar::local_date(tz, start))
+                .or_default()
+                .flags
+                .insert(OvertimeFlag::OpenShift);
         }
     }
     let mut out = BTreeMap::new();
@@ -201,18 +225,24 @@ pub fn figures(timeline: &Timeline, config: &OvertimeConfig, stage: Stage) -> BT
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::NaiveDateTime;
 
     fn at(s: &str) -> i64 {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap().and_utc().timestamp_millis()
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
     }
 
     fn p(id: &str, kind: PunchKind, ts: &str) -> StoredPunch {
-        StoredPunch { id: id.into(), kind, ts: at(ts) }
+        StoredPunch {
+            id: id.into(),
+            kind,
+            ts: at(ts),
+        }
     }
 
     fn config() -> OvertimeConfig {
@@ -226,10 +256,16 @@ mod tests {
     #[test]
     fn a_long_day_splits_overtime_150_then_200() {
         use PunchKind::*;
-        let punches = [p("1", ClockIn, "2026-10-20 06:00"), p("2", ClockOut, "2026-10-20 17:37")];
+        let punches = [
+            p("1", ClockIn, "2026-10-20 06:00"),
+            p("2", ClockOut, "2026-10-20 17:37"),
+        ];
         let f = figures(&timeline(&punches, &config()), &config(), Stage::Closing);
         let d = &f[&day("2026-10-20")];
-        assert_eq!((d.worked, d.regular, d.ot_150, d.ot_200, d.weekly_ot), (697, 480, 120, 97, 0));
+        assert_eq!(
+            (d.worked, d.regular, d.ot_150, d.ot_200, d.weekly_ot),
+            (697, 480, 120, 97, 0)
+        );
     }
 
     #[test]
@@ -246,10 +282,18 @@ mod tests {
         let t = timeline(&punches, &config());
         assert_eq!(t.shifts.len(), 1);
         let flags = &figures(&t, &config(), Stage::Closing)[&day("2026-10-19")].flags;
-        for f in [OvertimeFlag::MissingClockIn, OvertimeFlag::MissingClockOut, OvertimeFlag::OpenBreak, OvertimeFlag::StrayBreakPunch] {
+        for f in [
+            OvertimeFlag::MissingClockIn,
+            OvertimeFlag::MissingClockOut,
+            OvertimeFlag::OpenBreak,
+            OvertimeFlag::StrayBreakPunch,
+        ] {
             assert!(flags.contains(&f), "{f:?} in {flags:?}");
         }
-        assert_eq!(figures(&t, &config(), Stage::Closing)[&day("2026-10-19")].worked, 120);
+        assert_eq!(
+            figures(&t, &config(), Stage::Closing)[&day("2026-10-19")].worked,
+            120
+        );
     }
 
     #[test]

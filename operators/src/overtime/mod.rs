@@ -20,7 +20,9 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use fleetstream_schemas::{OvertimeFlag, OvertimeRecord, Period, Punch, encode, time, topics};
 use fleetstream_topology::store::{KvStore, StoreId};
-use fleetstream_topology::{Context, DeadLetter, ProcessError, Processor, Record, Timer, TopologyBuilder, codec};
+use fleetstream_topology::{
+    Context, DeadLetter, ProcessError, Processor, Record, Timer, TopologyBuilder, codec,
+};
 use serde::{Deserialize, Serialize};
 
 use self::figures::{Figures, Stage, StoredPunch, WindowKey, figures as compute, sort_punches, timeline};
@@ -179,7 +181,10 @@ impl Processor for OvertimeStep {
         let punch = record.value;
         let employee = punch.employee_id.clone();
         let rules = self.rules().clone();
-        let mut sheet = ctx.kv(&self.stores.timesheets).get(&employee)?.unwrap_or_default();
+        let mut sheet = ctx
+            .kv(&self.stores.timesheets)
+            .get(&employee)?
+            .unwrap_or_default();
         if sheet.punches.iter().any(|p| p.id == punch.punch_id) {
             return Ok(());
         }
@@ -192,11 +197,19 @@ impl Processor for OvertimeStep {
         }
         let before = compute(&timeline(&sheet.punches, &rules), &rules, Stage::Open);
         let mut punches = sheet.punches.clone();
-        punches.push(StoredPunch { id: punch.punch_id.clone(), kind: punch.kind, ts });
+        punches.push(StoredPunch {
+            id: punch.punch_id.clone(),
+            kind: punch.kind,
+            ts,
+        });
         sort_punches(&mut punches);
         let after = compute(&timeline(&punches, &rules), &rules, Stage::Open);
-        let changed: BTreeSet<WindowKey> =
-            before.keys().chain(after.keys()).filter(|k| before.get(k) != after.get(k)).copied().collect();
+        let changed: BTreeSet<WindowKey> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| before.get(k) != after.get(k))
+            .copied()
+            .collect();
         if let Some(closed) = changed.iter().find(|w| now >= closes_at(&rules, **w)) {
             self.late(ctx, &punch, record.ts, *closed);
             return Ok(());
@@ -217,14 +230,23 @@ impl Processor for OvertimeStep {
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, timer: Timer) -> Result<(), ProcessError> {
-        let Timer::EventTime { at, key } = timer else { return Ok(()) };
-        let Some((employee, window)) = parse_timer_key(&key) else { return Ok(()) };
+        let Timer::EventTime { at, key } = timer else {
+            return Ok(());
+        };
+        let Some((employee, window)) = parse_timer_key(&key) else {
+            return Ok(());
+        };
         let rules = self.rules().clone();
-        let last = ctx.kv(&self.stores.records).get(&record_key(&employee, window.0, window.1))?;
+        let last = ctx
+            .kv(&self.stores.records)
+            .get(&record_key(&employee, window.0, window.1))?;
         if last.as_ref().is_some_and(|r| r.is_final) {
             return Ok(());
         }
-        let mut sheet = ctx.kv(&self.stores.timesheets).get(&employee)?.unwrap_or_default();
+        let mut sheet = ctx
+            .kv(&self.stores.timesheets)
+            .get(&employee)?
+            .unwrap_or_default();
         let figures = compute(&timeline(&sheet.punches, &rules), &rules, Stage::Closing).remove(&window);
         // A window that never had anything to report stays silent; one that had gets its final.
         match (figures, last) {
@@ -245,6 +267,9 @@ mod tests {
     #[test]
     fn timer_keys_round_trip() {
         let window = (Period::Week, "2026-10-26".parse().unwrap());
-        assert_eq!(parse_timer_key(&timer_key("E001", window)), Some(("E001".to_string(), window)));
+        assert_eq!(
+            parse_timer_key(&timer_key("E001", window)),
+            Some(("E001".to_string(), window))
+        );
     }
 }

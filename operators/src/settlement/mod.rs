@@ -7,4 +7,6 @@ mod postings;
 pub mod wallet;
 
 pub use self::fare::{Fare, fare};
-pub use self::postings::{PLATFORM_ACCOUNT, TOP_UP_ACCOUNT, cancellation_postings, top_up_postings, trip_postings};
+pub use self::postings::{
+    PLATFORM_ACCOUNT, TOP_UP_ACCOUNT, cancellation_postings, top_up_postings, trip_postings,
+};

@@ -56,7 +56,11 @@ impl Processor for WalletStep {
     type OutKey = String;
     type OutValue = LedgerEntry;
 
-    fn process(&mut self, ctx: &mut Context<'_, String, LedgerEntry>, record: Record<String, WalletInput>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut Context<'_, String, LedgerEntry>,
+        record: Record<String, WalletInput>,
+    ) -> Result<(), ProcessError> {
         match record.value {
             WalletInput::Entry(entry) => {
                 if ctx.kv(&self.ledger).get(&entry.entry_id)?.is_some() {
@@ -75,7 +79,12 @@ impl Processor for WalletStep {
                 ctx.kv(&self.wallets).put(&account, &wallet);
                 Ok(())
             }
-            WalletInput::Command(WalletCommand::TopUp { command_id, account_id, amount, .. }) => {
+            WalletInput::Command(WalletCommand::TopUp {
+                command_id,
+                account_id,
+                amount,
+                ..
+            }) => {
                 for entry in top_up_postings(&command_id, &account_id, amount, record.ts) {
                     ctx.forward(Record::new(entry.account_id.clone(), entry, record.ts))?;
                 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fleetstream_schemas::{TripCommand, TripEvent, TripEventKind, encode, topics, time};
+use fleetstream_schemas::{TripCommand, TripEvent, TripEventKind, encode, time, topics};
 use fleetstream_topology::store::KvStore;
 use fleetstream_topology::{Context, DeadLetter, ProcessError, Processor, Record};
 use rust_decimal::Decimal;
@@ -64,7 +64,13 @@ impl TripView {
         self.status = event.kind.name().to_string();
         self.updated_at = ts;
         match &event.kind {
-            TripEventKind::Requested { rider_id, vehicle_class, pickup, dropoff, surge } => {
+            TripEventKind::Requested {
+                rider_id,
+                vehicle_class,
+                pickup,
+                dropoff,
+                surge,
+            } => {
                 self.rider_id = Some(rider_id.clone());
                 self.vehicle_class = Some(vehicle_class.0.clone());
                 self.pickup = Some((pickup.lat, pickup.lng));
@@ -72,7 +78,9 @@ impl TripView {
                 self.surge = Some(*surge);
                 self.requested_at = Some(ts);
             }
-            TripEventKind::Offered { driver_id, attempt, .. } => {
+            TripEventKind::Offered {
+                driver_id, attempt, ..
+            } => {
                 self.driver_id = Some(driver_id.clone());
                 self.offers = *attempt;
             }
@@ -81,7 +89,12 @@ impl TripView {
                 self.matched_at = Some(ts);
             }
             TripEventKind::Started { .. } => self.started_at = Some(ts),
-            TripEventKind::Completed { fare, distance_km, duration_s, .. } => {
+            TripEventKind::Completed {
+                fare,
+                distance_km,
+                duration_s,
+                ..
+            } => {
                 self.fare = Some(*fare);
                 self.distance_km = Some(*distance_km);
                 self.duration_s = Some(*duration_s);
@@ -108,8 +121,16 @@ pub struct TripRouter {
 }
 
 impl TripRouter {
-    pub fn new(config: Arc<JobConfig>, routes: KvStore<String, String>, trips: KvStore<String, TripView>) -> Self {
-        TripRouter { config, routes, trips }
+    pub fn new(
+        config: Arc<JobConfig>,
+        routes: KvStore<String, String>,
+        trips: KvStore<String, TripView>,
+    ) -> Self {
+        TripRouter {
+            config,
+            routes,
+            trips,
+        }
     }
 }
 
@@ -119,7 +140,11 @@ impl Processor for TripRouter {
     type OutKey = String;
     type OutValue = MarketMsg;
 
-    fn process(&mut self, ctx: &mut Context<'_, String, MarketMsg>, record: Record<String, TripInput>) -> Result<(), ProcessError> {
+    fn process(
+        &mut self,
+        ctx: &mut Context<'_, String, MarketMsg>,
+        record: Record<String, TripInput>,
+    ) -> Result<(), ProcessError> {
         match record.value {
             TripInput::Event(event) => {
                 let mut view = ctx.kv(&self.trips).get(&event.trip_id)?.unwrap_or_default();
@@ -132,7 +157,8 @@ impl Processor for TripRouter {
                 let market = match &command {
                     TripCommand::Request { pickup, .. } => {
                         let market = market_key(
-                            geo::market_of(pickup.lat, pickup.lng, self.config.matching.market_resolution).into(),
+                            geo::market_of(pickup.lat, pickup.lng, self.config.matching.market_resolution)
+                                .into(),
                         );
                         if ctx.kv(&self.routes).get(&trip_id)?.is_none() {
                             ctx.kv(&self.routes).put(&trip_id, &market);
@@ -148,14 +174,21 @@ impl Processor for TripRouter {
                                 value: Some(Bytes::from(encode(&command))),
                                 ts: record.ts,
                                 field: Some("trip_id".into()),
-                                reason: format!("trip {trip_id}: {} for a trip that was never requested", command.name()),
+                                reason: format!(
+                                    "trip {trip_id}: {} for a trip that was never requested",
+                                    command.name()
+                                ),
                                 stage: "trips".into(),
                             });
                             return Ok(());
                         }
                     },
                 };
-                ctx.forward(Record::new(market, MarketMsg::Command(encode(&command)), record.ts))
+                ctx.forward(Record::new(
+                    market,
+                    MarketMsg::Command(encode(&command)),
+                    record.ts,
+                ))
             }
         }
     }

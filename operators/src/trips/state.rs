@@ -10,12 +10,24 @@ pub enum TripStatus {
     /// Looking for a driver (a claim may be under way).
     Searching,
     /// Offered to a driver until `expires_at`.
-    Offered { driver_id: String, attempt: u32, expires_at: i64 },
-    Matched { driver_id: String },
-    Started { driver_id: String },
+    Offered {
+        driver_id: String,
+        attempt: u32,
+        expires_at: i64,
+    },
+    Matched {
+        driver_id: String,
+    },
+    Started {
+        driver_id: String,
+    },
     /// Completed by the driver; waiting for the route length to settle.
-    Completing { driver_id: String },
-    Completed { driver_id: String },
+    Completing {
+        driver_id: String,
+    },
+    Completed {
+        driver_id: String,
+    },
     Cancelled,
     NoDriver,
 }
@@ -36,7 +48,10 @@ impl TripStatus {
     }
 
     pub fn is_final(&self) -> bool {
-        matches!(self, TripStatus::Completed { .. } | TripStatus::Cancelled | TripStatus::NoDriver)
+        matches!(
+            self,
+            TripStatus::Completed { .. } | TripStatus::Cancelled | TripStatus::NoDriver
+        )
     }
 
     /// The driver assigned (matched or later).
@@ -99,5 +114,9 @@ impl TripState {
 
 /// Why a command is refused: said on the DLQ with the trip.
 pub fn refusal(trip: &TripState, command: &str, detail: &str) -> String {
-    format!("trip {}: {command} is not allowed while the trip is {}{detail}", trip.trip_id, trip.status.name())
+    format!(
+        "trip {}: {command} is not allowed while the trip is {}{detail}",
+        trip.trip_id,
+        trip.status.name()
+    )
 }

@@ -121,7 +121,11 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<RunningEngine, RuntimeError> 
             })?;
         threads.push(handle);
     }
-    Ok(RunningEngine { stop, threads, caught_up: flags })
+    Ok(RunningEngine {
+        stop,
+        threads,
+        caught_up: flags,
+    })
 }
 
 /// Opens and closes tasks as the group moves partitions.
@@ -250,7 +254,9 @@ fn run_thread(
             let at_end = idle
                 && !tasks.is_dirty()
                 && tasks.tasks.values().all(|t| {
-                    t.positions().iter().all(|(tp, next)| shared.log.end_offset(tp).is_ok_and(|end| *next >= end))
+                    t.positions()
+                        .iter()
+                        .all(|(tp, next)| shared.log.end_offset(tp).is_ok_and(|end| *next >= end))
                 });
             caught_up.store(at_end, Ordering::SeqCst);
             if last_lag.elapsed() >= Duration::from_secs(5) {

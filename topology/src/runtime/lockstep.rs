@@ -19,6 +19,9 @@ use crate::log::Membership;
 use crate::record::{EventTime, LogRecord, ProducerRecord, TopicPartition};
 use crate::task::TaskId;
 
+/// A pending timer: (time, node, key).
+type TimerRef = (EventTime, NodeId, Vec<u8>);
+
 /// A deterministic run over every task of the topology.
 pub struct Lockstep {
     shared: Arc<Shared>,
@@ -122,7 +125,7 @@ impl Lockstep {
             task.set_stream_time(time);
         }
         loop {
-            let mut best: Option<((EventTime, NodeId, Vec<u8>), TaskId)> = None;
+            let mut best: Option<(TimerRef, TaskId)> = None;
             for (id, task) in &self.tasks.tasks {
                 if let Some(timer) = task.next_timer()
                     && timer.0 <= time

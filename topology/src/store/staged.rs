@@ -9,6 +9,9 @@ use std::sync::Arc;
 use super::{StoreBackend, WriteBatch};
 use crate::error::StoreError;
 
+/// Entries as (key, value) bytes.
+pub(crate) type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 pub(crate) struct StagedStore {
     pub(crate) name: Arc<str>,
     backend: Arc<dyn StoreBackend>,
@@ -40,7 +43,7 @@ impl StagedStore {
     }
 
     /// Entries with `from <= key < to`, pending writes merged over the backend, in key order.
-    pub(crate) fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub(crate) fn scan(&self, from: &[u8], to: Option<&[u8]>) -> Result<Entries, StoreError> {
         let mut base = Vec::new();
         self.backend.scan(from, to, &mut |k, v| {
             base.push((k.to_vec(), v.to_vec()));

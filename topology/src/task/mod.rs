@@ -527,6 +527,9 @@ impl Task {
     }
 }
 
+/// A write read from the changelog: (offset, store, key, value).
+type PendingWrite = (u64, String, Vec<u8>, Option<Vec<u8>>);
+
 /// Replays the task's changelog partition into its stores, from the checkpoint on, applying
 /// writes only up to the last commit marker.
 fn restore(
@@ -561,7 +564,8 @@ fn restore(
     let started = Instant::now();
     let mut consumer = log.consumer(Membership::Manual).map_err(wrap)?;
     consumer.assign(&[(changelog.clone(), plan.from)]).map_err(wrap)?;
-    let mut pending: Vec<(u64, String, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    // (offset, store, key, value) of writes since the last marker.
+    let mut pending: Vec<PendingWrite> = Vec::new();
     let mut position = plan.from;
     let mut applied = 0u64;
     let mut torn = 0usize;

@@ -1,0 +1,164 @@
+//! `fleetstream run` on the embedded log: a restarted run continues from its committed offsets
+//! with its state, and Ctrl-C stops it cleanly.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fleetstream")
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples")
+}
+
+fn dump(data: &Path, topic: &str) -> Vec<Value> {
+    let out = Command::new(bin())
+        .args(["topics", "dump", topic, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn run_until_caught_up(data: &Path, input: Option<&Path>) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["run", "--exit-when-caught-up", "--config"])
+        .arg(samples().join("depot.toml"))
+        .arg("--data-dir")
+        .arg(data);
+    if let Some(input) = input {
+        cmd.arg("--input").arg(input);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Last figures per (employee, period, start).
+fn last_figures(records: &[Value]) -> BTreeMap<String, Value> {
+    let mut last: BTreeMap<String, (u64, Value)> = BTreeMap::new();
+    for r in records {
+        let v = &r["value"];
+        let key = format!("{}/{}/{}", v["employee_id"], v["period"], v["period_start"]);
+        let version = v["version"].as_u64().unwrap();
+        let mut figures = v.clone();
+        let object = figures.as_object_mut().unwrap();
+        for volatile in ["version", "final", "event_id"] {
+            object.remove(volatile);
+        }
+        if last.get(&key).is_none_or(|(old, _)| *old < version) {
+            last.insert(key, (version, figures));
+        }
+    }
+    last.into_iter().map(|(k, (_, v))| (k, v)).collect()
+}
+
+fn split_input(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let text = std::fs::read_to_string(samples().join("depot.in.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let bad = r#"{"topic": "timesheet.punches", "key": "E009", "value": {"punch_id": "x", "employee_id": "E009", "kind": "teleport", "ts": "2026-10-19T04:00:00Z"}}"#;
+    let part1 = dir.join("part1.jsonl");
+    let part2 = dir.join("part2.jsonl");
+    let all = dir.join("all.jsonl");
+    std::fs::write(&part1, format!("{}\n{bad}\n", lines[..80].join("\n"))).unwrap();
+    std::fs::write(&part2, format!("{}\n", lines[80..].join("\n"))).unwrap();
+    std::fs::write(
+        &all,
+        format!("{}\n{bad}\n{}\n", lines[..80].join("\n"), lines[80..].join("\n")),
+    )
+    .unwrap();
+    (part1, part2, all)
+}
+
+#[test]
+fn a_second_run_continues_from_the_committed_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (part1, part2, all) = split_input(dir.path());
+
+    run_until_caught_up(&data, Some(&part1));
+    let dlq = dump(&data, "timesheet.punches.dlq");
+    assert_eq!(dlq.len(), 1, "the bad punch is dead-lettered once: {dlq:?}");
+    assert_eq!(dlq[0]["value"]["error"]["field"], "kind");
+    let first = dump(&data, "overtime.records").len();
+    assert!(first > 0);
+
+    run_until_caught_up(&data, Some(&part2));
+    assert_eq!(
+        dump(&data, "timesheet.punches.dlq").len(),
+        1,
+        "part 1 was not processed again"
+    );
+    let records = dump(&data, "overtime.records");
+    assert!(records.len() > first);
+
+    // The two runs together give the figures of one deterministic replay of everything.
+    let out = dir.path().join("replay");
+    let status = Command::new(bin())
+        .args(["replay", "--input"])
+        .arg(&all)
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(samples().join("depot.toml"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let replayed: Vec<Value> = std::fs::read_to_string(out.join("overtime.records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(last_figures(&records), last_figures(&replayed));
+}
+
+#[test]
+fn ctrl_c_stops_a_run_cleanly_and_the_next_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (part1, _, _) = split_input(dir.path());
+    let mut child = Command::new(bin())
+        .args(["run", "--config"])
+        .arg(samples().join("depot.toml"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--input")
+        .arg(&part1)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("the run reports catching up").unwrap();
+        if line.contains("caught up") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped cleanly")), "{rest:?}");
+    let before = dump(&data, "overtime.records").len();
+    run_until_caught_up(&data, None);
+    assert_eq!(
+        dump(&data, "overtime.records").len(),
+        before,
+        "nothing processed twice after a clean stop"
+    );
+    assert_eq!(dump(&data, "timesheet.punches.dlq").len(), 1);
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything fleetstream needs on a fresh Debian 12 machine (root or sudo):
+# system libraries (RocksDB, clang for bindgen, build tools), the servers the tests run
+# against (PostgreSQL, ClickHouse, the Kafka-protocol broker tansu), Chromium for the
+# dashboard test, and the Node.js packages of the dashboard. Idempotent: what is already
+# installed (or cached under ~/.cache/fleetstream) is kept.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${FLEETSTREAM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fleetstream}
+log() { printf '==> %s\n' "$*" >&2; }
+
+if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
+
+packages=(
+  # build: RocksDB linked from Debian (no 20-minute C++ build), bindgen's libclang
+  build-essential pkg-config cmake clang libclang-dev librocksdb-dev
+  libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libssl-dev libsasl2-dev
+  # servers the integration tests start on loopback
+  postgresql clickhouse-server clickhouse-client
+  # tools of the test scripts
+  python3 python3-venv curl jq procps
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The Kafka-protocol broker for the Kafka tests (see SERVERS notes in the README).
+tansu="$cache/tansu/bin/tansu"
+if ! [[ -x $tansu ]] || ! "$tansu" --version >/dev/null 2>&1; then
+  log "building tansu 0.6.0 (about 15 minutes on two cores; cached in $cache/tansu)"
+  CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu --version 0.6.0 --locked \
+    --no-default-features --features libsql,dynostore --root "$cache/tansu"
+  rm -rf "$cache/tansu-target"
+fi
+
+log "ready: cargo build / cargo test will find everything they need"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test suite: formatting, lints, every crate's tests (against real PostgreSQL, ClickHouse
+# and Kafka-protocol servers started on loopback for the run), and the Kubernetes manifests.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+log() { printf '==> %s\n' "$*" >&2; }
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+log "cargo test"
+cargo test --workspace
+log "kubernetes manifests"
+bash scripts/check-k8s.sh
+log "all checks passed"
