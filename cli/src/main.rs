@@ -26,6 +26,9 @@ enum Command {
     /// Export results for HR and accounting.
     #[command(subcommand)]
     Export(commands::export::ExportWhat),
+    /// Generate synthetic input (a city, a depot) as JSON lines for replay.
+    #[command(subcommand)]
+    Generate(commands::generate::GenerateWhat),
     /// Inspect the topics of the embedded log.
     #[command(subcommand)]
     Topics(commands::topics::TopicsCommand),
@@ -52,6 +55,9 @@ fn main() -> ExitCode {
         }),
         Command::Export(what) => commands::export::export(&what),
         Command::Topics(command) => commands::topics::topics(&command),
+        Command::Generate(what) => {
+            commands::generate::generate(&what).map(|n| eprintln!("{n} records generated"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,9 +30,14 @@ pub fn cell9(lat: f64, lng: f64) -> CellIndex {
     cell(lat, lng, Resolution::Nine)
 }
 
-/// The market (coarse cell) a position belongs to.
+/// The market (coarse cell) a position belongs to: the ancestor of its resolution-7 cell.
+///
+/// H3 cells nest only approximately: a point can lie in one coarse cell while its fine cell's
+/// parent is the neighbour. Defining a market as a set of resolution-7 cells keeps every
+/// surge cell (and everything counted in it) inside exactly one market.
 pub fn market_of(lat: f64, lng: f64, market_res: u8) -> CellIndex {
-    cell(lat, lng, resolution(market_res))
+    let fine = cell(lat, lng, Resolution::Seven);
+    fine.parent(resolution(market_res)).unwrap_or(fine)
 }
 
 /// Every market with any point within `radius_km` of the position, its own first.

@@ -19,13 +19,13 @@
 //! ```
 
 pub mod config;
+pub mod generate;
 pub mod geo;
 pub mod input;
 pub mod location;
 pub mod matching;
 pub mod messages;
 pub mod overtime;
-#[cfg(feature = "reference")]
 pub mod reference;
 pub mod settlement;
 pub mod topology;

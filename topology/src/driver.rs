@@ -137,6 +137,33 @@ impl TopologyTestDriver {
         self.pipe_raw(topic, key.as_bytes(), Some(&bytes), ts);
     }
 
+    /// Pipes records that arrive at the same moment: each is handled by its first task before
+    /// any of their consequences propagate (see `Lockstep::process_concurrently`).
+    pub fn pipe_concurrently(&mut self, records: &[(&str, &str, Vec<u8>, EventTime)]) {
+        let mut batch = Vec::new();
+        for (topic, key, value, ts) in records {
+            let partitions = self
+                .engine
+                .partitions_of(topic)
+                .unwrap_or_else(|| panic!("unknown topic {topic}"));
+            let partition = partition_for(key.as_bytes(), partitions);
+            let record = ProducerRecord {
+                topic: topic.to_string(),
+                partition,
+                ts: *ts,
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                value: Some(Bytes::copy_from_slice(value)),
+            };
+            let offset = self.log.append(vec![record]).expect("append")[0];
+            let tp = TopicPartition::new(*topic, partition);
+            batch.push((tp.clone(), self.log_record(&tp, offset)));
+        }
+        self.lockstep()
+            .process_concurrently(&batch)
+            .unwrap_or_else(|e| panic!("processing failed: {e}"));
+        self.collect();
+    }
+
     pub fn pipe_raw(&mut self, topic: &str, key: &[u8], value: Option<&[u8]>, ts: EventTime) {
         let partitions = self
             .engine

@@ -1,4 +1,5 @@
 pub mod export;
+pub mod generate;
 pub mod replay;
 pub mod run;
 pub mod topics;

@@ -593,7 +593,8 @@ impl MarketStep {
     }
 
     fn on_timer(&mut self, ctx: &mut Ctx<'_>, at: i64, key: &[u8]) -> Result<(), ProcessError> {
-        let Some(split) = key.iter().rposition(|b| *b == 0) else {
+        // `<trip id> 0x00 <attempt: u32 big-endian>`
+        let Some(split) = key.len().checked_sub(5) else {
             return Ok(());
         };
         let trip_id = String::from_utf8_lossy(&key[..split]).into_owned();

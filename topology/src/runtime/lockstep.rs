@@ -86,6 +86,28 @@ impl Lockstep {
         self.drain()
     }
 
+    /// Processes several records as if they arrived at the same moment on different
+    /// partitions: each is handled by the task that reads it first, and only then are the
+    /// records they produced followed through the topology — so their effects race, as they
+    /// would between concurrent tasks.
+    pub fn process_concurrently(
+        &mut self,
+        records: &[(TopicPartition, LogRecord)],
+    ) -> Result<(), RuntimeError> {
+        if let Some(max) = records.iter().map(|(_, r)| r.ts).max() {
+            self.advance_time(max)?;
+        }
+        for (tp, record) in records {
+            let id = self.task(tp)?;
+            self.tasks
+                .get_mut(id)
+                .expect("opened at start")
+                .process_from(tp, record)?;
+            self.collect(id);
+        }
+        self.drain()
+    }
+
     /// Processes every record of `tp` from the task's position to the end of the log.
     pub fn process_available(&mut self, tp: &TopicPartition) -> Result<usize, RuntimeError> {
         let id = self.task(tp)?;
