@@ -1,13 +1,13 @@
 //! Where a command's log and state live: the embedded log and RocksDB under the data
-//! directory, or a Kafka cluster.
+//! directory, or a Kafka cluster (state still in local RocksDB, restored from changelogs).
 
 use std::path::Path;
-
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use fleetstream_topology::log::Log;
 use fleetstream_topology::log::embedded::{EmbeddedLog, EmbeddedOptions};
+use fleetstream_topology::log::kafka::KafkaLog;
 use fleetstream_topology::store::StateFactory;
 use fleetstream_topology::store::rocks::RocksState;
 
@@ -17,6 +17,8 @@ pub struct Backend {
     pub log: Arc<dyn Log>,
     /// Set when the log is the embedded one.
     pub embedded: Option<EmbeddedLog>,
+    /// Set when the log is Kafka.
+    pub kafka: Option<KafkaLog>,
     pub state: Arc<dyn StateFactory>,
 }
 
@@ -34,6 +36,21 @@ pub fn embedded(config: &AppConfig, dir: &Path) -> Result<Backend> {
     Ok(Backend {
         log: Arc::new(log.clone()),
         embedded: Some(log),
+        kafka: None,
+        state: Arc::new(state),
+    })
+}
+
+/// Kafka, with RocksDB state in `dir`.
+pub fn kafka(config: &AppConfig, dir: &Path) -> Result<Backend> {
+    let log = KafkaLog::connect(config.kafka_options())
+        .with_context(|| format!("connecting to Kafka at {}", config.kafka.brokers))?;
+    let state = RocksState::open(dir.join("state"))
+        .with_context(|| format!("opening state in {}", dir.join("state").display()))?;
+    Ok(Backend {
+        log: Arc::new(log.clone()),
+        embedded: None,
+        kafka: Some(log),
         state: Arc::new(state),
     })
 }
@@ -41,5 +58,9 @@ pub fn embedded(config: &AppConfig, dir: &Path) -> Result<Backend> {
 /// The backend the configuration names.
 pub fn open(config: &AppConfig) -> Result<Backend> {
     config.ensure_data_dir()?;
-    embedded(config, &config.data_dir)
+    if config.uses_kafka() {
+        kafka(config, &config.data_dir)
+    } else {
+        embedded(config, &config.data_dir)
+    }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use fleetstream_operators::config::{JobConfig, MatchingConfig, OvertimeConfig, Tariff};
+use fleetstream_topology::log::kafka::{KafkaOptions, Transactions};
 use fleetstream_topology::{EngineConfig, Guarantee};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,8 @@ use serde::{Deserialize, Serialize};
 pub struct AppConfig {
     /// Consumer group and prefix of internal topics.
     pub app_id: String,
+    /// Prefixed to every topic name, so that several deployments share one cluster.
+    pub topic_prefix: String,
     /// Where the embedded log, RocksDB state and keys live.
     pub data_dir: PathBuf,
     /// Partitions of the topics fleetstream creates.
@@ -38,6 +41,7 @@ impl Default for AppConfig {
         let jobs = JobConfig::default();
         AppConfig {
             app_id: "fleetstream".into(),
+            topic_prefix: String::new(),
             data_dir: PathBuf::from("./data"),
             partitions: 4,
             log: LogConfig::default(),
@@ -79,6 +83,8 @@ pub struct KafkaConfig {
     pub partitions: Option<u32>,
     /// Replication factor of topics fleetstream creates.
     pub replication_factor: Option<i32>,
+    /// `auto` (use transactions when the broker offers them), `required` or `off`.
+    pub transactions: Option<Transactions>,
     /// Extra librdkafka properties.
     pub properties: BTreeMap<String, String>,
 }
@@ -116,6 +122,19 @@ pub struct ApiConfig {
     pub addr: String,
     /// How other instances reach this one (query forwarding).
     pub advertised_url: Option<String>,
+}
+
+impl ApiConfig {
+    /// The address other instances forward queries to: the configured one, else the listen
+    /// address when it names a host.
+    pub fn advertised_url(&self) -> Option<String> {
+        if let Some(url) = &self.advertised_url {
+            return Some(url.trim_end_matches('/').to_string());
+        }
+        let addr = self.addr.trim();
+        let wildcard = addr.starts_with("0.0.0.0") || addr.starts_with("[::]");
+        (!addr.is_empty() && !wildcard).then(|| format!("http://{addr}"))
+    }
 }
 
 impl Default for ApiConfig {
@@ -182,7 +201,11 @@ impl AppConfig {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("FLEETSTREAM_").split("__"));
+        // `FLEETSTREAM_TEST_*` name the test servers, not configuration.
+        let env = Env::prefixed("FLEETSTREAM_")
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+            .split("__");
+        figment = figment.merge(env);
         let config: AppConfig = figment
             .extract()
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -198,6 +221,7 @@ impl AppConfig {
 
     pub fn jobs(&self) -> JobConfig {
         JobConfig {
+            topic_prefix: self.topic_prefix.clone(),
             matching: self.matching.clone(),
             tariff: self.tariff.clone(),
             overtime: self.overtime.clone(),
@@ -211,8 +235,24 @@ impl AppConfig {
             guarantee: self.processing.guarantee,
             commit_interval: self.processing.commit_interval,
             checkpoint_interval: self.processing.checkpoint_interval,
+            create_source_topics: true,
+            instance_id: instance_id(),
+            advertised_url: self.api.advertised_url(),
             ..EngineConfig::default()
         }
+    }
+
+    /// How to reach Kafka, when configured.
+    pub fn kafka_options(&self) -> KafkaOptions {
+        let mut options = KafkaOptions::new(self.kafka.brokers.trim(), &self.app_id);
+        options.replication_factor = self.kafka.replication_factor.unwrap_or(1);
+        options.transactions = match (self.kafka.transactions, self.processing.guarantee) {
+            (Some(mode), _) => mode,
+            (None, Guarantee::AtLeastOnce) => Transactions::Off,
+            (None, Guarantee::ExactlyOnce) => Transactions::Auto,
+        };
+        options.properties = self.kafka.properties.clone();
+        options
     }
 
     pub fn uses_kafka(&self) -> bool {
@@ -223,6 +263,12 @@ impl AppConfig {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating the data directory {}", self.data_dir.display()))
     }
+}
+
+/// This instance's name among the group's members: the host name and process id.
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+    format!("{}-{}", host.trim(), std::process::id())
 }
 
 #[cfg(test)]

@@ -26,6 +26,21 @@ struct Envelope {
     value: serde_json::Value,
 }
 
+/// Reads every record of a JSON-lines file, naming the line of any malformed envelope. Topic
+/// names are taken as default names: `prefix` (the configured topic prefix) is put in front of
+/// those that do not carry it yet.
+pub fn read_jsonl_with_prefix(path: &Path, prefix: &str) -> Result<Vec<InputRecord>> {
+    let mut records = read_jsonl(path)?;
+    if !prefix.is_empty() {
+        for r in &mut records {
+            if !r.topic.starts_with(prefix) {
+                r.topic = format!("{prefix}{}", r.topic);
+            }
+        }
+    }
+    Ok(records)
+}
+
 /// Reads every record of a JSON-lines file, naming the line of any malformed envelope.
 pub fn read_jsonl(path: &Path) -> Result<Vec<InputRecord>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;

@@ -31,6 +31,7 @@ fn replay_to(input: &Path, out: &Path, config: Option<&Path>, partitions: u32, d
         config: config.map(Path::to_path_buf),
         partitions: Some(partitions),
         data_dir: data_dir.map(Path::to_path_buf),
+        brokers: None,
     };
     replay(&args).unwrap();
 }

@@ -22,6 +22,7 @@ fn run(
         config: config.map(|c| samples().join(c)),
         partitions: Some(partitions),
         data_dir: None,
+        brokers: None,
     };
     replay(&args).unwrap();
     let mut topics = BTreeMap::new();

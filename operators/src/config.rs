@@ -12,6 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobConfig {
+    /// Prefixed to every topic name (`staging.` makes `staging.gps.pings`), so that several
+    /// deployments can share one cluster.
+    pub topic_prefix: String,
     pub matching: MatchingConfig,
     /// Tariff per vehicle class; a class without a tariff cannot be requested.
     pub tariff: BTreeMap<String, Tariff>,
@@ -21,6 +24,7 @@ pub struct JobConfig {
 impl Default for JobConfig {
     fn default() -> Self {
         JobConfig {
+            topic_prefix: String::new(),
             matching: MatchingConfig::default(),
             tariff: BTreeMap::from([("economy".to_string(), Tariff::default())]),
             overtime: OvertimeConfig::default(),
@@ -187,6 +191,11 @@ impl Default for OvertimeConfig {
 }
 
 impl JobConfig {
+    /// The full name of one of the default topics (`fleetstream_schemas::topics`).
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
+    }
+
     /// Checks values serde cannot: ranges and consistency. Returns `field: reason` errors.
     pub fn validate(&self) -> Result<(), String> {
         let m = &self.matching;

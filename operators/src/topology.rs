@@ -54,13 +54,13 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
     let driver_out = b
         .source::<String, DriverInput>("drivers")
         .topic_with_time(
-            topics::GPS_PINGS,
+            &config.topic(topics::GPS_PINGS),
             codec::string(),
             |b| decode::<GpsPing>(b).map(DriverInput::Ping),
             driver_ts,
         )
         .topic_with_time(
-            topics::DRIVER_STATUS,
+            &config.topic(topics::DRIVER_STATUS),
             codec::string(),
             |b| decode::<DriverStatus>(b).map(DriverInput::Status),
             driver_ts,
@@ -87,7 +87,7 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             DriverOutput::Market(..) => Vec::new(),
         })
         .to(
-            topics::DRIVER_POSITIONS,
+            &config.topic(topics::DRIVER_POSITIONS),
             codec::string(),
             codec::json::<DriverPosition>(),
         );
@@ -97,13 +97,13 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
     let trips = b.kv_store("trips", codec::string(), codec::postcard::<TripView>());
     b.source::<String, TripInput>("trips")
         .topic_with_time(
-            topics::TRIP_COMMANDS,
+            &config.topic(topics::TRIP_COMMANDS),
             codec::string(),
             |b| decode::<TripCommand>(b).map(TripInput::Command),
             TripInput::ts,
         )
         .topic_with_time(
-            topics::TRIP_EVENTS,
+            &config.topic(topics::TRIP_EVENTS),
             codec::string(),
             |b| decode::<TripEvent>(b).map(TripInput::Event),
             TripInput::ts,
@@ -145,14 +145,18 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             MarketOutput::Event(e) => vec![Record::new(r.key, e, r.ts)],
             _ => Vec::new(),
         })
-        .to(topics::TRIP_EVENTS, codec::string(), codec::json::<TripEvent>());
+        .to(
+            &config.topic(topics::TRIP_EVENTS),
+            codec::string(),
+            codec::json::<TripEvent>(),
+        );
     market_out
         .flat_map(|r| match r.value {
             MarketOutput::Posting(p) => vec![Record::new(p.account_id.clone(), p, r.ts)],
             _ => Vec::new(),
         })
         .to(
-            topics::LEDGER_ENTRIES,
+            &config.topic(topics::LEDGER_ENTRIES),
             codec::string(),
             codec::json::<LedgerEntry>(),
         );
@@ -168,13 +172,13 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
     let ledger = b.kv_store("ledger", codec::string(), codec::postcard::<LedgerEntry>());
     b.source::<String, WalletInput>("wallets")
         .topic_with_time(
-            topics::LEDGER_ENTRIES,
+            &config.topic(topics::LEDGER_ENTRIES),
             codec::string(),
             |b| decode::<LedgerEntry>(b).map(WalletInput::Entry),
             WalletInput::ts,
         )
         .topic_with_time(
-            topics::WALLET_COMMANDS,
+            &config.topic(topics::WALLET_COMMANDS),
             codec::string(),
             |b| decode::<WalletCommand>(b).map(WalletInput::Command),
             WalletInput::ts,
@@ -189,7 +193,7 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             &[wallets.id(), ledger.id()],
         )
         .to(
-            topics::LEDGER_ENTRIES,
+            &config.topic(topics::LEDGER_ENTRIES),
             codec::string(),
             codec::json::<LedgerEntry>(),
         );
@@ -198,7 +202,7 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
     let overtime = OvertimeStores::declare(&b);
     b.source::<String, Punch>("timesheets")
         .topic_with_time(
-            topics::TIMESHEET_PUNCHES,
+            &config.topic(topics::TIMESHEET_PUNCHES),
             codec::string(),
             decode::<Punch>,
             |p: &Punch| time::to_millis(&p.ts),
@@ -213,7 +217,7 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
             &overtime.ids(),
         )
         .to(
-            topics::OVERTIME_RECORDS,
+            &config.topic(topics::OVERTIME_RECORDS),
             codec::string(),
             codec::json::<OvertimeRecord>(),
         );

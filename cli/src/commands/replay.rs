@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use fleetstream_operators::topology;
+use fleetstream_topology::log::Log;
 use fleetstream_topology::{Engine, EngineConfig, LogRecord, ProducerRecord, TopicPartition, partition_for};
 
 use crate::backend;
 use crate::config::AppConfig;
-use crate::input::{InputRecord, read_jsonl};
+use crate::input::{InputRecord, read_jsonl_with_prefix};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplayArgs {
@@ -35,6 +36,11 @@ pub struct ReplayArgs {
     /// Keep the log and state here instead of a temporary directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Run on Kafka instead of the embedded log, under a fresh application id and topic
+    /// prefix, so that neither the application's topics nor its state are touched. Without
+    /// it a replay runs on a private embedded log even when the configuration names brokers.
+    #[arg(long)]
+    pub brokers: Option<String>,
 }
 
 /// What a replay produced.
@@ -46,8 +52,17 @@ pub struct ReplayReport {
 }
 
 pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
-    let config = AppConfig::load(args.config.as_deref())?;
-    let records = read_jsonl(&args.input)?;
+    let mut config = AppConfig::load(args.config.as_deref())?;
+    config.kafka.brokers = args.brokers.clone().unwrap_or_default();
+    if config.uses_kafka() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let replay = format!("replay-{nanos:x}");
+        config.app_id = format!("{}-{replay}", config.app_id);
+        config.topic_prefix = format!("{}{replay}.", config.topic_prefix);
+    }
+    let records = read_jsonl_with_prefix(&args.input, &config.topic_prefix)?;
     let jobs = topology::build(&config.app_id, &config.jobs()).context("building the topology")?;
     let sources = jobs.topology.source_topics();
     for r in &records {
@@ -69,7 +84,11 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
             temp.path()
         }
     };
-    let backend = backend::embedded(&config, dir)?;
+    let backend = if config.uses_kafka() {
+        backend::kafka(&config, dir)?
+    } else {
+        backend::embedded(&config, dir)?
+    };
     let partitions = args.partitions.unwrap_or(config.partitions).max(1);
     let engine_config = EngineConfig {
         partitions,
@@ -81,8 +100,7 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
         backend.state.clone(),
         engine_config,
     )?;
-    let log = backend.embedded.clone().expect("replays run on the embedded log");
-    let inputs = append_inputs(&engine, &log, &records)?;
+    let inputs = append_inputs(&engine, &*backend.log, &records)?;
 
     let mut lockstep = engine.lockstep()?;
     let mut outputs: Vec<ProducerRecord> = Vec::new();
@@ -104,12 +122,15 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
     };
     let mut files: BTreeMap<String, std::io::BufWriter<std::fs::File>> = BTreeMap::new();
     for topic in engine.topology().output_topics() {
-        files.insert(topic.clone(), create(&args.out, &topic)?);
+        files.insert(topic.clone(), create(&args.out, &topic, &config.topic_prefix)?);
         report.outputs.insert(topic, 0);
     }
     for record in &outputs {
         if !files.contains_key(&record.topic) {
-            files.insert(record.topic.clone(), create(&args.out, &record.topic)?);
+            files.insert(
+                record.topic.clone(),
+                create(&args.out, &record.topic, &config.topic_prefix)?,
+            );
         }
         let file = files.get_mut(&record.topic).expect("inserted");
         write_line(file, &record.key, record.value.as_deref())?;
@@ -124,9 +145,10 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
 /// Appends the input records to their topics in file order; returns where each landed.
 fn append_inputs(
     engine: &Engine,
-    log: &fleetstream_topology::log::embedded::EmbeddedLog,
+    log: &dyn Log,
     records: &[InputRecord],
 ) -> Result<Vec<(TopicPartition, LogRecord)>> {
+    let mut producer = log.producer(None, None)?;
     let mut out = Vec::with_capacity(records.len());
     let mut last_ts = 0;
     for chunk in records.chunks(10_000) {
@@ -145,7 +167,10 @@ fn append_inputs(
                 value: Some(Bytes::from(r.value.clone())),
             });
         }
-        let offsets = log.append(batch.clone())?;
+        for record in &batch {
+            producer.send(record.clone())?;
+        }
+        let offsets = producer.commit(None)?;
         for (record, offset) in batch.into_iter().zip(offsets) {
             let tp = TopicPartition::new(record.topic, record.partition);
             out.push((
@@ -162,8 +187,9 @@ fn append_inputs(
     Ok(out)
 }
 
-fn create(dir: &Path, topic: &str) -> Result<std::io::BufWriter<std::fs::File>> {
-    let path = dir.join(format!("{topic}.jsonl"));
+fn create(dir: &Path, topic: &str, prefix: &str) -> Result<std::io::BufWriter<std::fs::File>> {
+    let name = topic.strip_prefix(prefix).unwrap_or(topic);
+    let path = dir.join(format!("{name}.jsonl"));
     let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     Ok(std::io::BufWriter::new(file))
 }

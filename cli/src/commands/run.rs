@@ -5,14 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use bytes::Bytes;
 use fleetstream_operators::topology;
-use fleetstream_topology::{Engine, ProducerRecord, partition_for};
+use fleetstream_topology::Engine;
 use tracing::info;
 
 use crate::backend;
 use crate::config::AppConfig;
-use crate::input::read_jsonl;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -60,26 +58,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         config.engine(),
     )?;
     if let Some(input) = &args.input {
-        let records = read_jsonl(input)?;
-        let mut batch = Vec::with_capacity(records.len());
-        for r in records {
-            let partitions = engine
-                .partitions_of(&r.topic)
-                .with_context(|| format!("{}:{}: unknown topic {:?}", input.display(), r.line, r.topic))?;
-            batch.push(ProducerRecord {
-                partition: partition_for(r.key.as_bytes(), partitions),
-                topic: r.topic,
-                ts: r.ts.unwrap_or_default(),
-                key: Bytes::from(r.key),
-                value: Some(Bytes::from(r.value)),
-            });
-        }
-        let count = batch.len();
-        let mut producer = backend.log.producer(None)?;
-        for record in batch {
-            producer.send(record)?;
-        }
-        producer.commit(None)?;
+        let count = crate::commands::topics::produce(&*backend.log, input, &config.topic_prefix)?;
         info!(records = count, file = %input.display(), "input appended");
     }
     let running = engine.start()?;
@@ -94,7 +73,6 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .context("installing the SIGTERM handler")?;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let mut caught_up_ticks = 0;
-    let mut announced = false;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break; }
@@ -104,8 +82,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     break;
                 }
                 caught_up_ticks = if running.is_caught_up() { caught_up_ticks + 1 } else { 0 };
-                if caught_up_ticks >= 3 && !announced {
-                    announced = true;
+                if caught_up_ticks == 3 {
                     eprintln!("caught up: every input record processed and committed");
                 }
                 if args.exit_when_caught_up && caught_up_ticks >= 3 {

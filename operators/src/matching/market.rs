@@ -103,7 +103,7 @@ impl MarketStep {
 
     fn reject(&self, ctx: &mut Ctx<'_>, command: &TripCommand, ts: i64, field: Option<&str>, reason: String) {
         ctx.dead_letter(DeadLetter {
-            topic: topics::TRIP_COMMANDS.into(),
+            topic: self.config.topic(topics::TRIP_COMMANDS),
             key: Bytes::from(command.trip_id().to_string()),
             value: Some(Bytes::from(fleetstream_schemas::encode(command))),
             ts,

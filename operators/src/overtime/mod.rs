@@ -152,7 +152,7 @@ impl OvertimeStep {
     fn late(&self, ctx: &mut Ctx<'_>, punch: &Punch, ts: i64, window: WindowKey) {
         let closed = closes_at(self.rules(), window);
         ctx.dead_letter(DeadLetter {
-            topic: topics::TIMESHEET_PUNCHES.into(),
+            topic: self.config.topic(topics::TIMESHEET_PUNCHES),
             key: Bytes::from(punch.employee_id.clone()),
             value: Some(Bytes::from(encode(punch))),
             ts,

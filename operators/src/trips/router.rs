@@ -169,7 +169,7 @@ impl Processor for TripRouter {
                         Some(market) => market,
                         None => {
                             ctx.dead_letter(DeadLetter {
-                                topic: topics::TRIP_COMMANDS.into(),
+                                topic: self.config.topic(topics::TRIP_COMMANDS),
                                 key: Bytes::from(trip_id.clone()),
                                 value: Some(Bytes::from(encode(&command))),
                                 ts: record.ts,

@@ -14,7 +14,10 @@
 //!   change before partitions move.
 
 pub mod embedded;
+pub mod kafka;
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::LogError;
@@ -72,8 +75,14 @@ pub trait Log: Send + Sync + 'static {
     fn ensure_topic(&self, spec: &TopicSpec) -> Result<(), LogError>;
     /// The partition count of an existing topic.
     fn partitions(&self, topic: &str) -> Result<u32, LogError>;
-    /// A producer; `transactional_id` asks for atomic commits fenced across restarts.
-    fn producer(&self, transactional_id: Option<&str>) -> Result<Box<dyn Producer>, LogError>;
+    /// A producer; `transactional_id` asks for atomic commits fenced across restarts, and
+    /// `group` is the consumer (see [`Consumer::group_handle`]) whose positions its commits
+    /// carry.
+    fn producer(
+        &self,
+        transactional_id: Option<&str>,
+        group: Option<GroupHandle>,
+    ) -> Result<Box<dyn Producer>, LogError>;
     /// A consumer that reads committed records only.
     fn consumer(&self, membership: Membership) -> Result<Box<dyn Consumer>, LogError>;
     /// The offset the next appended record of the partition will get.
@@ -85,6 +94,10 @@ pub trait Log: Send + Sync + 'static {
     /// Whether commits are atomic across partitions (embedded: always; Kafka: when the broker
     /// offers transactions).
     fn supports_transactions(&self) -> bool;
+    /// Whether other processes share this log (a broker), as opposed to one process's files.
+    fn is_distributed(&self) -> bool {
+        false
+    }
     /// A short description for logs: where the data lives.
     fn describe(&self) -> String;
 }
@@ -100,10 +113,15 @@ pub trait Producer: Send {
     fn abort(&mut self) -> Result<(), LogError>;
 }
 
+/// An opaque handle on a group member, that a producer of the same log commits through.
+pub type GroupHandle = Arc<dyn Any + Send + Sync>;
+
 /// Hears about partitions moving to and from a group member, before they move.
 pub trait RebalanceListener: Send {
     fn on_revoked(&mut self, partitions: &[TopicPartition]);
-    fn on_assigned(&mut self, partitions: &[TopicPartition]);
+    /// Returns where to start reading each assigned partition (partitions left out start at
+    /// the group's committed position).
+    fn on_assigned(&mut self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, u64)>;
 }
 
 /// Records read from one partition.
@@ -127,6 +145,12 @@ pub trait Consumer: Send {
     fn commit(&mut self, offsets: &[(TopicPartition, u64)]) -> Result<(), LogError>;
     /// The partitions currently assigned.
     fn assignment(&self) -> Vec<TopicPartition>;
+    /// The offset the next fetch of `tp` starts at.
+    fn position(&self, tp: &TopicPartition) -> Option<u64>;
+    /// A handle for producers that commit this member's positions.
+    fn group_handle(&self) -> Option<GroupHandle> {
+        None
+    }
     fn pause(&mut self, tps: &[TopicPartition]);
     fn resume(&mut self, tps: &[TopicPartition]);
 }

@@ -17,11 +17,16 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tracing::{error, info, info_span, warn};
 
+use super::members::ANNOUNCE_EVERY;
 use super::tasks::TaskSet;
 use super::{RuntimeError, Shared};
 use crate::log::{Membership, RebalanceListener};
 use crate::record::TopicPartition;
 use crate::task::TaskId;
+
+/// How long a session runs before it checks for partitions without an owner (the group
+/// settles and every member announces in the meantime).
+const ORPHAN_GRACE: Duration = Duration::from_secs(20);
 
 /// Stops a running engine from another thread (a signal handler).
 #[derive(Debug, Clone)]
@@ -97,6 +102,7 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<RunningEngine, RuntimeError> 
     let stop = ShutdownHandle {
         stop: Arc::new(AtomicBool::new(false)),
     };
+    shared.members.follow(shared.log.clone(), stop.stop.clone());
     let members = shared.config.threads.max(1);
     let mut threads = Vec::new();
     let mut flags = Vec::new();
@@ -152,14 +158,20 @@ impl RebalanceListener for Listener {
         }
     }
 
-    fn on_assigned(&mut self, partitions: &[TopicPartition]) {
+    fn on_assigned(&mut self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, u64)> {
         let mut tasks = self.tasks.lock();
         let ids: BTreeSet<TaskId> = partitions.iter().filter_map(|tp| tasks.task_of(tp)).collect();
+        let mut positions = Vec::new();
         for id in ids {
-            if let Err(e) = tasks.open(id) {
-                self.errors.lock().get_or_insert(e);
+            match tasks.open(id) {
+                Ok(p) => positions.extend(p),
+                Err(e) => {
+                    self.errors.lock().get_or_insert(e);
+                }
             }
         }
+        positions.retain(|(tp, _)| partitions.contains(tp));
+        positions
     }
 }
 
@@ -171,17 +183,46 @@ fn run_thread(
     caught_up: &AtomicBool,
 ) -> Result<(), RuntimeError> {
     let _span = info_span!("stream", thread = member).entered();
+    info!(thread = member, members, guarantee = ?shared.config.guarantee, "stream thread started");
+    loop {
+        match run_session(&shared, member, members, stop, caught_up)? {
+            Session::Stopped => return Ok(()),
+            Session::Rejoin => {
+                warn!(thread = member, "rejoining the group with a new member");
+            }
+        }
+    }
+}
+
+/// How a membership of the group ended.
+enum Session {
+    Stopped,
+    /// The group left partitions without an owner: join again as a new member.
+    Rejoin,
+}
+
+/// One membership of the consumer group: consumer, producer and tasks, until shutdown, an
+/// error, or a group that needs rejoining.
+fn run_session(
+    shared: &Arc<Shared>,
+    member: u32,
+    members: u32,
+    stop: &ShutdownHandle,
+    caught_up: &AtomicBool,
+) -> Result<Session, RuntimeError> {
     let topology = shared.topology.clone();
-    let transactional_id = format!("{}-{member}", topology.app_id());
-    let producer = shared.log.producer(Some(&transactional_id))?;
-    let tasks = Arc::new(Mutex::new(TaskSet::new(shared.clone(), producer)));
-    let errors = Arc::new(Mutex::new(None));
     let group = topology.app_id().to_string();
     let mut consumer = shared.log.consumer(Membership::Group {
         group,
         member,
         members,
     })?;
+    let transactional_id = format!("{}-{}-{member}", topology.app_id(), shared.config.instance_id);
+    let producer = shared
+        .log
+        .producer(Some(&transactional_id), consumer.group_handle())?;
+    let tasks = Arc::new(Mutex::new(TaskSet::new(shared.clone(), producer)));
+    let errors = Arc::new(Mutex::new(None));
     let mut topics: Vec<String> = topology
         .subtopologies()
         .iter()
@@ -189,6 +230,13 @@ fn run_thread(
         .collect();
     topics.sort();
     topics.dedup();
+    let all_partitions: BTreeSet<TopicPartition> = topics
+        .iter()
+        .flat_map(|t| {
+            (0..shared.partitions.get(t).copied().unwrap_or(1))
+                .map(move |p| TopicPartition::new(t.clone(), p))
+        })
+        .collect();
     consumer.subscribe(
         &topics,
         Box::new(Listener {
@@ -196,25 +244,25 @@ fn run_thread(
             errors: errors.clone(),
         }),
     )?;
-    info!(thread = member, members, guarantee = ?shared.config.guarantee, "stream thread started");
 
     let commit_interval = shared.config.commit_interval;
     let poll_records = shared.config.poll_records;
     let max_buffered = poll_records * 8;
     let mut last_commit = Instant::now();
     let mut last_lag = Instant::now();
-    let result = (|| -> Result<(), RuntimeError> {
+    let mut last_end_check = Instant::now();
+    let started = Instant::now();
+    let grouped = consumer.group_handle().is_some();
+    let mut last_announce: Option<Instant> = None;
+    let mut announced: Vec<TopicPartition> = Vec::new();
+    let mut last_group_check = Instant::now();
+    let mut orphan_checks = 0;
+    let result = (|| -> Result<Session, RuntimeError> {
         while !stop.is_shutdown() {
             if let Some(e) = errors.lock().take() {
                 return Err(e);
             }
-            let buffered = {
-                let mut tasks = tasks.lock();
-                for (tp, offset) in std::mem::take(&mut tasks.pending_seeks) {
-                    consumer.seek(&tp, offset)?;
-                }
-                tasks.tasks.values().map(|t| t.buffered()).sum::<usize>()
-            };
+            let buffered = tasks.lock().tasks.values().map(|t| t.buffered()).sum::<usize>();
             let timeout = if buffered > 0 {
                 Duration::ZERO
             } else {
@@ -244,21 +292,24 @@ fn run_thread(
             }
             let idle = !processed_any && tasks.tasks.values().all(|t| t.buffered() == 0);
             let due = last_commit.elapsed() >= commit_interval;
-            let eager = idle;
-            if (due || eager) && tasks.is_dirty() {
+            if (due || idle) && tasks.is_dirty() {
                 tasks.commit(false)?;
                 last_commit = Instant::now();
             } else if due {
                 last_commit = Instant::now();
             }
-            let at_end = idle
-                && !tasks.is_dirty()
-                && tasks.tasks.values().all(|t| {
-                    t.positions()
-                        .iter()
-                        .all(|(tp, next)| shared.log.end_offset(tp).is_ok_and(|end| *next >= end))
-                });
-            caught_up.store(at_end, Ordering::SeqCst);
+            if !idle {
+                caught_up.store(false, Ordering::SeqCst);
+            } else if last_end_check.elapsed() >= Duration::from_millis(300) {
+                last_end_check = Instant::now();
+                let at_end = !tasks.is_dirty()
+                    && tasks.tasks.values().all(|t| {
+                        t.positions()
+                            .iter()
+                            .all(|(tp, next)| shared.log.end_offset(tp).is_ok_and(|end| *next >= end))
+                    });
+                caught_up.store(at_end, Ordering::SeqCst);
+            }
             if last_lag.elapsed() >= Duration::from_secs(5) {
                 last_lag = Instant::now();
                 for task in tasks.tasks.values() {
@@ -269,22 +320,62 @@ fn run_thread(
                     }
                 }
             }
+            drop(tasks);
+            // Tell the other members what this thread owns (query forwarding, and the check
+            // below), on every change and every few seconds.
+            let mut assignment = consumer.assignment();
+            assignment.sort();
+            if assignment != announced || last_announce.is_none_or(|t| t.elapsed() >= ANNOUNCE_EVERY) {
+                match shared.members.announce(&*shared.log, member, &assignment) {
+                    Ok(()) => {
+                        announced = assignment;
+                        last_announce = Some(Instant::now());
+                    }
+                    Err(e) => warn!(thread = member, error = %e, "announcing the assignment"),
+                }
+            }
+            // A broker may fail to rebalance after a member died without leaving (tansu 0.6
+            // removes it but keeps the generation, so the survivors keep their old shares):
+            // partitions no live member announces for a while make this member rejoin under
+            // a new member id, which forces a fresh assignment.
+            if grouped
+                && started.elapsed() >= ORPHAN_GRACE
+                && last_group_check.elapsed() >= Duration::from_secs(5)
+            {
+                last_group_check = Instant::now();
+                let covered = shared.members.covered();
+                if all_partitions.is_subset(&covered) {
+                    orphan_checks = 0;
+                } else {
+                    orphan_checks += 1;
+                    if orphan_checks >= 3 {
+                        let orphans = all_partitions.difference(&covered).count();
+                        warn!(thread = member, orphans, "partitions without a live owner");
+                        return Ok(Session::Rejoin);
+                    }
+                }
+            }
         }
-        Ok(())
+        Ok(Session::Stopped)
     })();
-    let mut tasks = tasks.lock();
+    let mut guard = tasks.lock();
     match &result {
-        Ok(()) => {
+        Ok(Session::Stopped) => {
             info!(
                 thread = member,
                 "stream thread stopping: committing and closing tasks"
             );
-            tasks.close_all(true)?;
+            guard.close_all(true)?;
+            if let Err(e) = shared.members.leave(member) {
+                warn!(thread = member, error = %e, "withdrawing from the members map");
+            }
         }
+        Ok(Session::Rejoin) => guard.close_all(true)?,
         Err(e) => {
             warn!(thread = member, error = %e, "closing tasks without a final commit");
-            let _ = tasks.close_all(false);
+            let _ = guard.close_all(false);
         }
     }
+    drop(guard);
     result
 }

@@ -45,7 +45,7 @@ impl std::fmt::Debug for Lockstep {
 
 impl Lockstep {
     pub(super) fn new(shared: Arc<Shared>) -> Result<Lockstep, RuntimeError> {
-        let producer = shared.log.producer(None)?;
+        let producer = shared.log.producer(None, None)?;
         let mut tasks = TaskSet::new(shared.clone(), producer);
         let mut time = EventTime::MIN;
         for sub in shared.topology.subtopologies() {
@@ -57,7 +57,6 @@ impl Lockstep {
                 })?;
             }
         }
-        tasks.pending_seeks.clear();
         for task in tasks.tasks.values() {
             time = time.max(task.stream_time());
         }

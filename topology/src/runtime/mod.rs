@@ -4,6 +4,7 @@
 
 mod live;
 mod lockstep;
+pub mod members;
 mod tasks;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use tracing::info;
 
 pub use self::live::{RunningEngine, ShutdownHandle};
 pub use self::lockstep::Lockstep;
+pub use self::members::{MemberInfo, Members};
 use crate::error::{LogError, ProcessError, StoreError, TopologyError};
 use crate::log::{Log, TopicSpec};
 use crate::store::{StateFactory, StateRegistry};
@@ -63,6 +65,10 @@ pub struct EngineConfig {
     pub poll_records: usize,
     /// Create missing input topics (embedded runs) instead of failing.
     pub create_source_topics: bool,
+    /// Names this instance among the group's members (transactional ids, instance map).
+    pub instance_id: String,
+    /// Where this instance's API answers, announced to the other members for forwarding.
+    pub advertised_url: Option<String>,
 }
 
 impl Default for EngineConfig {
@@ -75,6 +81,8 @@ impl Default for EngineConfig {
             checkpoint_interval: Duration::from_secs(5),
             poll_records: 2000,
             create_source_topics: true,
+            instance_id: "local".to_string(),
+            advertised_url: None,
         }
     }
 }
@@ -106,6 +114,7 @@ pub(crate) struct Shared {
     pub(crate) partitions: Arc<HashMap<String, u32>>,
     pub(crate) config: EngineConfig,
     pub(crate) clock: Clock,
+    pub(crate) members: Arc<Members>,
 }
 
 /// A topology bound to a log and a state directory, with its topics in place.
@@ -141,6 +150,17 @@ impl Engine {
         clock: Clock,
     ) -> Result<Engine, RuntimeError> {
         let partitions = prepare_topics(&topology, &*log, &config)?;
+        let members_topic = format!("{}-members", topology.app_id());
+        if log.is_distributed() {
+            log.ensure_topic(&TopicSpec::new(&members_topic, 1).compacted())?;
+        }
+        let members = Arc::new(Members::new(
+            members_topic,
+            config.instance_id.clone(),
+            config.advertised_url.clone(),
+            clock.clone(),
+            log.is_distributed(),
+        ));
         info!(
             app_id = topology.app_id(),
             log = %log.describe(),
@@ -157,6 +177,7 @@ impl Engine {
                 partitions: Arc::new(partitions),
                 config,
                 clock,
+                members,
             }),
         })
     }
@@ -172,6 +193,11 @@ impl Engine {
     /// The stores of the tasks running in this instance.
     pub fn registry(&self) -> Arc<StateRegistry> {
         self.shared.registry.clone()
+    }
+
+    /// Which instance runs which partitions (as announced by every stream thread).
+    pub fn members(&self) -> Arc<Members> {
+        self.shared.members.clone()
     }
 
     /// Partition count of a topic the engine knows.

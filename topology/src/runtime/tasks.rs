@@ -17,8 +17,6 @@ pub(crate) struct TaskSet {
     pub(crate) tasks: BTreeMap<TaskId, Task>,
     by_input: HashMap<TopicPartition, TaskId>,
     pub(crate) producer: Box<dyn Producer>,
-    /// Positions the consumer must seek to after tasks opened.
-    pub(crate) pending_seeks: Vec<(TopicPartition, u64)>,
     /// Records sent with [`TaskSet::send`] since the last commit.
     extra: usize,
 }
@@ -30,7 +28,6 @@ impl TaskSet {
             tasks: BTreeMap::new(),
             by_input: HashMap::new(),
             producer,
-            pending_seeks: Vec::new(),
             extra: 0,
         }
     }
@@ -43,18 +40,21 @@ impl TaskSet {
         })
     }
 
-    pub(crate) fn open(&mut self, id: TaskId) -> Result<(), RuntimeError> {
-        if self.tasks.contains_key(&id) {
-            return Ok(());
+    /// Opens a task (restoring its state) and returns where to read each of its inputs.
+    pub(crate) fn open(&mut self, id: TaskId) -> Result<Vec<(TopicPartition, u64)>, RuntimeError> {
+        if !self.tasks.contains_key(&id) {
+            let task = Task::open(&self.shared, id.subtopology, id.partition)?;
+            for (tp, _) in task.positions() {
+                self.by_input.insert(tp, id);
+            }
+            self.tasks.insert(id, task);
         }
-        let task = Task::open(&self.shared, id.subtopology, id.partition)?;
-        for (tp, _) in task.positions() {
-            let fetch = task.fetch_position(&tp).expect("an input of the task");
-            self.pending_seeks.push((tp.clone(), fetch));
-            self.by_input.insert(tp, id);
-        }
-        self.tasks.insert(id, task);
-        Ok(())
+        let task = &self.tasks[&id];
+        Ok(task
+            .positions()
+            .into_iter()
+            .map(|(tp, next)| (tp.clone(), task.fetch_position(&tp).unwrap_or(next)))
+            .collect())
     }
 
     /// Closes a task; `clean` commits what it has first.

@@ -569,6 +569,7 @@ fn restore(
     let mut position = plan.from;
     let mut applied = 0u64;
     let mut torn = 0usize;
+    let mut last_report = Instant::now();
     while position < plan.to {
         let fetched = consumer.poll(10_000, Duration::from_millis(500)).map_err(wrap)?;
         if fetched.is_empty() {
@@ -578,6 +579,11 @@ fn restore(
                 break;
             }
             continue;
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let done = position.saturating_sub(plan.from);
+            info!(task, done, of = plan.records(), "restoring from changelog");
         }
         for record in fetched.into_iter().flat_map(|f| f.records) {
             position = record.offset + 1;

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use self::journal::{Journal, JournalState};
 use self::segment::{PartitionOptions, PartitionStore};
 use super::{
-    Consumer, Fetched, Log, Membership, OffsetCommit, Producer, RebalanceListener, TopicSpec,
+    Consumer, Fetched, GroupHandle, Log, Membership, OffsetCommit, Producer, RebalanceListener, TopicSpec,
     range_assignment,
 };
 use crate::error::LogError;
@@ -416,7 +416,11 @@ impl Log for EmbeddedLog {
         Ok(self.topic(topic)?.partitions.len() as u32)
     }
 
-    fn producer(&self, _transactional_id: Option<&str>) -> Result<Box<dyn Producer>, LogError> {
+    fn producer(
+        &self,
+        _transactional_id: Option<&str>,
+        _group: Option<GroupHandle>,
+    ) -> Result<Box<dyn Producer>, LogError> {
         Ok(Box::new(EmbeddedProducer {
             log: self.clone(),
             pending: Vec::new(),
@@ -534,7 +538,11 @@ impl Consumer for EmbeddedConsumer {
                 assigned.push(tp);
             }
         }
-        listener.on_assigned(&assigned);
+        for (tp, offset) in listener.on_assigned(&assigned) {
+            if let Some(position) = self.positions.get_mut(&tp) {
+                *position = offset;
+            }
+        }
         Ok(())
     }
 
@@ -608,6 +616,10 @@ impl Consumer for EmbeddedConsumer {
         self.positions.keys().cloned().collect()
     }
 
+    fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.positions.get(tp).copied()
+    }
+
     fn pause(&mut self, tps: &[TopicPartition]) {
         self.paused.extend(tps.iter().cloned());
     }
@@ -650,7 +662,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
         log.ensure_topic(&TopicSpec::new("a", 2)).unwrap();
-        let mut producer = log.producer(None).unwrap();
+        let mut producer = log.producer(None, None).unwrap();
         producer.send(rec("a", 0, "x")).unwrap();
         producer.send(rec("a", 1, "y")).unwrap();
         let mut consumer = log.consumer(Membership::Manual).unwrap();
