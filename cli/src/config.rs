@@ -155,12 +155,35 @@ pub struct AuthConfig {
     pub private_key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Where results land. With none configured, an embedded run writes Parquet tables under
+/// `<data_dir>/tables` (what `fleetstream sql` and the SQL endpoint read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SinksConfig {
     pub postgres: Option<PostgresSink>,
     pub clickhouse: Option<ClickHouseSink>,
     pub parquet: Option<ParquetSink>,
+    /// Rows per write, at most.
+    pub batch_records: usize,
+    /// Longest wait before a partial batch is written (PostgreSQL, ClickHouse).
+    #[serde(with = "humantime_serde")]
+    pub batch_interval: Duration,
+    /// Longest wait between retries while a database is down.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for SinksConfig {
+    fn default() -> Self {
+        SinksConfig {
+            postgres: None,
+            clickhouse: None,
+            parquet: None,
+            batch_records: 5_000,
+            batch_interval: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -185,10 +208,23 @@ fn default_clickhouse_database() -> String {
     "fleetstream".into()
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ParquetSink {
-    pub dir: PathBuf,
+    /// Default `<data_dir>/tables`.
+    pub dir: Option<PathBuf>,
+    /// Files are written at least this often (fewer, larger files when longer).
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+impl Default for ParquetSink {
+    fn default() -> Self {
+        ParquetSink {
+            dir: None,
+            flush_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 impl AppConfig {
@@ -257,6 +293,30 @@ impl AppConfig {
 
     pub fn uses_kafka(&self) -> bool {
         !self.kafka.brokers.trim().is_empty()
+    }
+
+    /// The folder of the Parquet tables (configured, or the default under the data directory).
+    pub fn parquet_dir(&self) -> PathBuf {
+        self.sinks
+            .parquet
+            .as_ref()
+            .and_then(|p| p.dir.clone())
+            .unwrap_or_else(|| self.data_dir.join("tables"))
+    }
+
+    /// The Parquet sink to run: the configured one, or the embedded default when no sink is
+    /// configured.
+    pub fn parquet_sink(&self) -> Option<ParquetSink> {
+        match &self.sinks.parquet {
+            Some(p) => Some(p.clone()),
+            None if !self.uses_kafka()
+                && self.sinks.postgres.is_none()
+                && self.sinks.clickhouse.is_none() =>
+            {
+                Some(ParquetSink::default())
+            }
+            None => None,
+        }
     }
 
     pub fn ensure_data_dir(&self) -> Result<()> {

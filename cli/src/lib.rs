@@ -8,3 +8,4 @@ pub mod backend;
 pub mod commands;
 pub mod config;
 pub mod input;
+pub mod sinks;

@@ -287,9 +287,10 @@ impl ClickHouseSink {
         if rows.peek().is_none() {
             return Ok(());
         }
-        let mut insert = self
-            .client
-            .insert::<T>(&self.table(table))
+        // The client quotes the table name whole, so the database is the client's.
+        let client = self.client.clone().with_database(&self.options.database);
+        let mut insert = client
+            .insert::<T>(table)
             .await
             .map_err(|e| classify(&self.name, e))?;
         for row in rows {

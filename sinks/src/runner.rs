@@ -71,6 +71,9 @@ pub struct SinkOptions {
     pub topics: BTreeMap<Table, String>,
     /// Where refused rows go.
     pub dlq_topic: String,
+    /// Write a partial batch as soon as there is nothing more to read (low latency), instead
+    /// of waiting for `batch_interval` (fewer, larger writes: Parquet files).
+    pub flush_when_idle: bool,
 }
 
 impl SinkOptions {
@@ -85,6 +88,7 @@ impl SinkOptions {
                 .map(|t| (*t, format!("{topic_prefix}{}", t.topic())))
                 .collect(),
             dlq_topic: format!("{topic_prefix}{app_id}-sink-{sink}.dlq"),
+            flush_when_idle: true,
         }
     }
 }
@@ -95,6 +99,7 @@ type SharedTarget = Arc<tokio::sync::Mutex<Box<dyn SinkTarget>>>;
 /// A sink running on its own thread.
 pub struct RunningSink {
     stop: Arc<AtomicBool>,
+    caught_up: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<(), SinkError>>>,
     name: String,
 }
@@ -119,6 +124,16 @@ impl RunningSink {
         }
     }
 
+    /// Whether the sink has read everything on its partitions and written it (a sink that
+    /// does not flush when idle writes the rest at its next interval, or when stopped).
+    pub fn is_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::SeqCst)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
@@ -138,11 +153,19 @@ pub fn start(
 ) -> Result<RunningSink, SinkError> {
     let name = target.name().to_string();
     let stop = Arc::new(AtomicBool::new(false));
+    let caught_up = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let done = caught_up.clone();
     let thread = std::thread::Builder::new()
         .name(format!("sink-{name}"))
         .spawn(move || {
-            let result = run(log, Arc::new(tokio::sync::Mutex::new(target)), options, &flag);
+            let result = run(
+                log,
+                Arc::new(tokio::sync::Mutex::new(target)),
+                options,
+                &flag,
+                &done,
+            );
             if let Err(e) = &result {
                 warn!(error = %e, "sink stopped");
             }
@@ -154,6 +177,7 @@ pub fn start(
         })?;
     Ok(RunningSink {
         stop,
+        caught_up,
         thread: Some(thread),
         name,
     })
@@ -218,6 +242,7 @@ fn run(
     target: SharedTarget,
     options: SinkOptions,
     stop: &AtomicBool,
+    caught_up: &AtomicBool,
 ) -> Result<(), SinkError> {
     let name = target.blocking_lock().name().to_string();
     let runtime = Arc::new(
@@ -320,8 +345,10 @@ fn run(
     let mut batch = Batch::default();
     let mut batch_started = Instant::now();
     let mut last_lag = Instant::now();
+    let mut last_end_check = Instant::now();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
+        let mut idle = true;
         if !stopping {
             let fetched = consumer
                 .poll(
@@ -335,6 +362,7 @@ fn run(
                 batch.records.retain(|r| r.tp != taken);
                 batch.positions.remove(&taken);
             }
+            idle = fetched.is_empty();
             for f in fetched {
                 let Some(table) = topics.get(&f.tp.topic).copied() else {
                     continue;
@@ -365,13 +393,26 @@ fn run(
         }
         let full = batch.records.len() >= options.batch_records;
         let due = batch_started.elapsed() >= options.batch_interval;
-        if !batch.positions.is_empty() && (full || due || stopping) {
+        let quiet = idle && options.flush_when_idle;
+        if !batch.positions.is_empty() && (full || due || stopping || quiet) {
             let rows = batch.records.len();
             flush(&runtime, &target, &mut *dlq, &options, &mut batch, stop)?;
             metrics::counter!(crate::metrics::ROWS, "sink" => name.clone()).increment(rows as u64);
             batch_started = Instant::now();
         } else if batch.positions.is_empty() {
             batch_started = Instant::now();
+        }
+        if !batch.positions.is_empty() && options.flush_when_idle {
+            caught_up.store(false, Ordering::SeqCst);
+        } else if last_end_check.elapsed() >= Duration::from_millis(300) {
+            last_end_check = Instant::now();
+            let assignment = consumer.assignment();
+            let at_end = !assignment.is_empty()
+                && assignment.iter().all(|tp| {
+                    let end = log.end_offset(tp).unwrap_or(u64::MAX);
+                    consumer.position(tp).is_some_and(|p| p >= end)
+                });
+            caught_up.store(at_end, Ordering::SeqCst);
         }
         if last_lag.elapsed() >= Duration::from_secs(5) {
             last_lag = Instant::now();

@@ -114,6 +114,10 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
     lockstep.fire_due_timers()?;
     outputs.extend(lockstep.take_outputs());
     lockstep.close()?;
+    let sinks = crate::sinks::drain(&config, &backend.log)?;
+    if sinks > 0 {
+        tracing::info!(sinks, "every output record written to the configured sinks");
+    }
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut report = ReplayReport {

@@ -62,6 +62,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         info!(records = count, file = %input.display(), "input appended");
     }
     let running = engine.start()?;
+    let sinks = crate::sinks::start(&config, &backend.log, crate::sinks::Which::ConfiguredOrDefault)?;
     eprintln!(
         "fleetstream {} running: {}, state in {}, {} partitions. Ctrl-C stops.",
         env!("CARGO_PKG_VERSION"),
@@ -73,6 +74,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .context("installing the SIGTERM handler")?;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let mut caught_up_ticks = 0;
+    let mut failed_sinks = std::collections::BTreeSet::new();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => { info!("interrupted: stopping"); break; }
@@ -81,7 +83,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 if !running.is_running() {
                     break;
                 }
-                caught_up_ticks = if running.is_caught_up() { caught_up_ticks + 1 } else { 0 };
+                for sink in sinks.iter().filter(|s| !s.is_running()) {
+                    if failed_sinks.insert(sink.name().to_string()) {
+                        tracing::error!(sink = sink.name(), "sink stopped; processing goes on without it (see the error above)");
+                    }
+                }
+                let sinks_caught_up = sinks.iter().all(|s| s.is_caught_up() || !s.is_running());
+                caught_up_ticks = if running.is_caught_up() && sinks_caught_up { caught_up_ticks + 1 } else { 0 };
                 if caught_up_ticks == 3 {
                     eprintln!("caught up: every input record processed and committed");
                 }
@@ -91,9 +99,18 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
         }
     }
-    tokio::task::spawn_blocking(move || running.shutdown())
-        .await
-        .context("stopping")??;
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let engine = running.shutdown();
+        for sink in sinks {
+            let name = sink.name().to_string();
+            if let Err(e) = sink.stop() {
+                tracing::warn!(sink = %name, error = %e, "sink stopped with an error");
+            }
+        }
+        Ok(engine?)
+    })
+    .await
+    .context("stopping")??;
     eprintln!("fleetstream stopped cleanly: state committed");
     Ok(())
 }
