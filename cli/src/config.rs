@@ -31,6 +31,7 @@ pub struct AppConfig {
     pub api: ApiConfig,
     pub auth: AuthConfig,
     pub sinks: SinksConfig,
+    pub sql: SqlConfig,
     pub matching: MatchingConfig,
     pub tariff: BTreeMap<String, Tariff>,
     pub overtime: OvertimeConfig,
@@ -50,6 +51,7 @@ impl Default for AppConfig {
             api: ApiConfig::default(),
             auth: AuthConfig::default(),
             sinks: SinksConfig::default(),
+            sql: SqlConfig::default(),
             matching: jobs.matching,
             tariff: jobs.tariff,
             overtime: jobs.overtime,
@@ -153,6 +155,38 @@ pub struct AuthConfig {
     pub public_key_file: Option<PathBuf>,
     /// PEM private key for `fleetstream token` (dev).
     pub private_key_file: Option<PathBuf>,
+}
+
+/// The SQL engine (`fleetstream sql`, `POST /v1/sql`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Rows a query returns at most (more are cut, and the answer says so).
+    pub max_rows: usize,
+    /// Longest a query may run.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// UDF plugins (`*.so` built with `arroyo-udf-plugin`) loaded at start.
+    pub plugins_dir: Option<PathBuf>,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            max_rows: 10_000,
+            timeout: Duration::from_secs(30),
+            plugins_dir: None,
+        }
+    }
+}
+
+impl SqlConfig {
+    pub fn limits(&self) -> fleetstream_queries::Limits {
+        fleetstream_queries::Limits {
+            max_rows: self.max_rows.max(1),
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// Where results land. With none configured, an embedded run writes Parquet tables under
@@ -293,6 +327,23 @@ impl AppConfig {
 
     pub fn uses_kafka(&self) -> bool {
         !self.kafka.brokers.trim().is_empty()
+    }
+
+    /// The result tables' sources for SQL: the Parquet folder and ClickHouse, as configured.
+    pub fn query_sources(&self) -> fleetstream_queries::Sources {
+        fleetstream_queries::Sources {
+            stores: None,
+            parquet_dir: Some(self.parquet_dir()),
+            clickhouse: self.sinks.clickhouse.as_ref().map(|ch| {
+                fleetstream_sinks::clickhouse::ClickHouseOptions {
+                    url: ch.url.clone(),
+                    database: ch.database.clone(),
+                    user: ch.user.clone(),
+                    password: ch.password.clone(),
+                }
+            }),
+            plugins_dir: self.sql.plugins_dir.clone(),
+        }
     }
 
     /// The folder of the Parquet tables (configured, or the default under the data directory).

@@ -29,21 +29,27 @@ enum Command {
     /// Generate synthetic input (a city, a depot) as JSON lines for replay.
     #[command(subcommand)]
     Generate(commands::generate::GenerateWhat),
+    /// SQL over the state stores and result tables (a data directory, or a running instance).
+    Sql(commands::sql::SqlArgs),
     /// Inspect the topics of the embedded log.
     #[command(subcommand)]
     Topics(commands::topics::TopicsCommand),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Commands whose output is the answer stay quiet unless RUST_LOG asks otherwise.
+    let default_filter = match cli.command {
+        Command::Sql(_) => "warn",
+        _ => "warn,fleetstream=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,fleetstream=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -54,6 +60,11 @@ fn main() -> ExitCode {
             let outputs: Vec<String> = report.outputs.iter().map(|(t, n)| format!("{t}: {n}")).collect();
             eprintln!("replayed {} records; {}", report.inputs, outputs.join(", "));
         }),
+        Command::Sql(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::sql::sql(args))),
         Command::Export(what) => commands::export::export(&what),
         Command::Topics(command) => commands::topics::topics(&command),
         Command::Generate(what) => {

@@ -2,4 +2,5 @@ pub mod export;
 pub mod generate;
 pub mod replay;
 pub mod run;
+pub mod sql;
 pub mod topics;

@@ -84,6 +84,8 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
             temp.path()
         }
     };
+    // Stores, and result tables without a directory of their own, live in the replay's directory.
+    config.data_dir = dir.to_path_buf();
     let backend = if config.uses_kafka() {
         backend::kafka(&config, dir)?
     } else {

@@ -161,6 +161,8 @@ impl TaskSet {
         // Records sent before the tasks' (lockstep hand-overs) come first.
         let skip = extra;
         debug_assert_eq!(assigned.len(), extra + sent);
+        let registry = self.shared.registry.clone();
+        let _cut = registry.apply_guard();
         for (id, range) in ranges {
             let task = self.tasks.get_mut(&id).expect("committed task is open");
             let slice = &assigned[skip + range.start..skip + range.end];

@@ -3,15 +3,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::StoreBackend;
 
 /// Which store partitions this instance serves. Readers see committed state only: tasks apply
 /// writes to backends after their commit landed.
+///
+/// A reader that needs one consistent cut across stores (a SQL query joining trips and the
+/// ledger) holds [`StateRegistry::read_cut`] while it reads: a stream thread applies the writes
+/// of one commit — all its tasks, all their stores — under the exclusive side of the same
+/// lock, so the reader sees every store as of the same commits, never half of one.
 #[derive(Default)]
 pub struct StateRegistry {
     stores: RwLock<BTreeMap<(String, u32), Arc<dyn StoreBackend>>>,
+    cut: RwLock<()>,
 }
 
 impl std::fmt::Debug for StateRegistry {
@@ -33,6 +39,16 @@ impl StateRegistry {
 
     pub(crate) fn unregister(&self, store: &str, partition: u32) {
         self.stores.write().remove(&(store.to_string(), partition));
+    }
+
+    /// Holds commits back (between transactions) while the guard lives.
+    pub fn read_cut(&self) -> RwLockReadGuard<'_, ()> {
+        self.cut.read()
+    }
+
+    /// Taken while a commit's writes are applied to the backends.
+    pub(crate) fn apply_guard(&self) -> RwLockWriteGuard<'_, ()> {
+        self.cut.write()
     }
 
     /// The backend of one partition of a store, if this instance runs it.

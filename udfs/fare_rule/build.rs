@@ -1,0 +1,3 @@
+fn main() {
+    fleetstream_udf_build::generate();
+}
