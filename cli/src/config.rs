@@ -124,6 +124,12 @@ pub struct ApiConfig {
     pub addr: String,
     /// How other instances reach this one (query forwarding).
     pub advertised_url: Option<String>,
+    /// Requests per second per client (GCRA); more are answered 429 with Retry-After.
+    pub rate_limit: u32,
+    /// Requests a client may send at once above the rate.
+    pub burst: u32,
+    /// Records in one batch command (`POST /v1/gps`, `POST /v1/timesheets/punches`).
+    pub max_batch: usize,
 }
 
 impl ApiConfig {
@@ -144,6 +150,9 @@ impl Default for ApiConfig {
         ApiConfig {
             addr: "127.0.0.1:8080".into(),
             advertised_url: None,
+            rate_limit: 1_000,
+            burst: 2_000,
+            max_batch: 10_000,
         }
     }
 }

@@ -7,5 +7,6 @@
 pub mod backend;
 pub mod commands;
 pub mod config;
+pub mod edge;
 pub mod input;
 pub mod sinks;

@@ -31,6 +31,8 @@ enum Command {
     Generate(commands::generate::GenerateWhat),
     /// SQL over the state stores and result tables (a data directory, or a running instance).
     Sql(commands::sql::SqlArgs),
+    /// Mint a bearer token for the edge API (development, tests, scripts).
+    Token(commands::token::TokenArgs),
     /// Inspect the topics of the embedded log.
     #[command(subcommand)]
     Topics(commands::topics::TopicsCommand),
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands whose output is the answer stay quiet unless RUST_LOG asks otherwise.
     let default_filter = match cli.command {
-        Command::Sql(_) => "warn",
+        Command::Sql(_) | Command::Token(_) => "warn",
         _ => "warn,fleetstream=info",
     };
     tracing_subscriber::fmt()
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(commands::sql::sql(args))),
         Command::Export(what) => commands::export::export(&what),
+        Command::Token(args) => commands::token::token(&args).map(|t| println!("{t}")),
         Command::Topics(command) => commands::topics::topics(&command),
         Command::Generate(what) => {
             commands::generate::generate(&what).map(|n| eprintln!("{n} records generated"))

@@ -52,6 +52,11 @@ pub fn render(output: &QueryOutput, format: Format) -> Result<Vec<u8>, ArrowErro
             Ok(out)
         }
         Format::Json => {
+            // Money stays exact: decimals are written as strings ("12.35"), never as numbers.
+            let batches = batches
+                .iter()
+                .map(decimals_as_strings)
+                .collect::<Result<Vec<_>, _>>()?;
             let mut out = Vec::new();
             {
                 let mut writer = arrow::json::ArrayWriter::new(&mut out);
@@ -66,4 +71,37 @@ pub fn render(output: &QueryOutput, format: Format) -> Result<Vec<u8>, ArrowErro
             Ok(out)
         }
     }
+}
+
+/// The batch with every decimal column cast to its exact text.
+pub fn decimals_as_strings(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Decimal128(..) | DataType::Decimal256(..)))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if matches!(
+            field.data_type(),
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        ) {
+            columns.push(arrow::compute::cast(column, &DataType::Utf8)?);
+            fields.push(Arc::new(Field::new(
+                field.name(),
+                DataType::Utf8,
+                field.is_nullable(),
+            )));
+        } else {
+            columns.push(column.clone());
+            fields.push(field.clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

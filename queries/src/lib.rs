@@ -330,6 +330,12 @@ impl QueryEngine {
         self.limits
     }
 
+    /// The same engine with a lower row limit (the configured one stays the ceiling).
+    pub fn with_max_rows(mut self, max_rows: usize) -> QueryEngine {
+        self.limits.max_rows = self.limits.max_rows.min(max_rows.max(1));
+        self
+    }
+
     /// The scalar functions registered beyond DataFusion's (built-ins and plugins).
     pub fn functions(&self) -> &[String] {
         &self.functions

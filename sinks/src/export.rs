@@ -10,6 +10,14 @@ use fleetstream_schemas::OvertimeRecord;
 use fleetstream_schemas::money::round2;
 use rust_decimal::Decimal;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use fleetstream_schemas::Period;
+use fleetstream_topology::TopicPartition;
+use fleetstream_topology::log::Membership;
+
 use crate::SinkError;
 
 /// The export file format.
@@ -164,6 +172,65 @@ pub fn overtime_batch(records: &[OvertimeRecord]) -> Result<RecordBatch, SinkErr
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| SinkError::Parquet {
         detail: e.to_string(),
     })
+}
+
+/// The latest version of every window starting within `[from, to]`, in key order.
+pub fn latest_records(
+    log: &dyn fleetstream_topology::log::Log,
+    topic: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<OvertimeRecord>, SinkError> {
+    let partitions = match log.partitions(topic) {
+        Ok(n) => n,
+        Err(fleetstream_topology::LogError::UnknownTopic { .. }) => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(SinkError::Log {
+                detail: e.to_string(),
+            });
+        }
+    };
+    let mut latest: BTreeMap<(String, Period, NaiveDate), OvertimeRecord> = BTreeMap::new();
+    for partition in 0..partitions {
+        let tp = TopicPartition::new(topic, partition);
+        let end = log.end_offset(&tp).map_err(|e| SinkError::Log {
+            detail: e.to_string(),
+        })?;
+        let mut consumer = log.consumer(Membership::Manual).map_err(|e| SinkError::Log {
+            detail: e.to_string(),
+        })?;
+        consumer.assign(&[(tp.clone(), 0)]).map_err(|e| SinkError::Log {
+            detail: e.to_string(),
+        })?;
+        let mut position = 0;
+        while position < end {
+            let fetched = consumer
+                .poll(10_000, Duration::from_millis(200))
+                .map_err(|e| SinkError::Log {
+                    detail: e.to_string(),
+                })?;
+            if fetched.is_empty() {
+                break;
+            }
+            for record in fetched.into_iter().flat_map(|f| f.records) {
+                position = record.offset + 1;
+                let Some(value) = record.value else { continue };
+                let r: OvertimeRecord =
+                    serde_json::from_slice(&value).map_err(|e| SinkError::Undecodable {
+                        table: "overtime_records",
+                        detail: e.to_string(),
+                    })?;
+                if r.period_start < from || r.period_start > to {
+                    continue;
+                }
+                let key = (r.employee_id.clone(), r.period, r.period_start);
+                if latest.get(&key).is_none_or(|old| old.version < r.version) {
+                    latest.insert(key, r);
+                }
+            }
+        }
+    }
+    Ok(latest.into_values().collect())
 }
 
 #[cfg(test)]

@@ -3,4 +3,5 @@ pub mod generate;
 pub mod replay;
 pub mod run;
 pub mod sql;
+pub mod token;
 pub mod topics;

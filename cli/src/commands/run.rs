@@ -62,6 +62,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         info!(records = count, file = %input.display(), "input appended");
     }
     let running = engine.start()?;
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let edge = if config.api.addr.trim().is_empty() {
+        None
+    } else {
+        Some(crate::edge::start(&config, &engine, jobs.stores.clone(), ready.clone()).await?)
+    };
     let sinks = crate::sinks::start(&config, &backend.log, crate::sinks::Which::ConfiguredOrDefault)?;
     eprintln!(
         "fleetstream {} running: {}, state in {}, {} partitions. Ctrl-C stops.",
@@ -81,6 +87,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             _ = terminate.recv() => { info!("terminated: stopping"); break; }
             _ = ticker.tick() => {
                 if !running.is_running() {
+                    ready.store(false, std::sync::atomic::Ordering::Relaxed);
                     break;
                 }
                 for sink in sinks.iter().filter(|s| !s.is_running()) {
@@ -98,6 +105,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 }
             }
         }
+    }
+    ready.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Some(edge) = edge {
+        edge.stop().await;
     }
     tokio::task::spawn_blocking(move || -> Result<()> {
         let engine = running.shutdown();

@@ -1,0 +1,474 @@
+//! Commands: each request becomes records on an input topic, answered `202 Accepted` with where
+//! they landed. A request is validated whole before anything is appended: one bad ping in a batch
+//! of a thousand refuses the batch, naming `pings[i].field`.
+//!
+//! Fields the caller may leave out are filled here: `ts` (now), and ids (`event_id`,
+//! `punch_id`, `command_id`, `trip_id`). Ids are derived from the `Idempotency-Key` when there
+//! is one, so even a retry that reaches another instance (which has not seen the key) appends a
+//! record the stream drops as a duplicate.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use fleetstream_schemas::time::to_millis;
+use fleetstream_schemas::{DriverStatus, GpsPing, Punch, TripCommand, Validate, WalletCommand, topics};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::{Api, ApiError, Appended, Outgoing, Principal, Role, idempotent};
+
+/// The answer to a command.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// Where each record landed, in request order.
+    pub records: Vec<Appended>,
+}
+
+/// The answer to a single-record command: the record's place, at the top level.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AcceptedOne {
+    pub topic: String,
+    pub key: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// The trip's id (generated when the request had none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trip_id: Option<String>,
+}
+
+/// The request body as one JSON value.
+fn body_json(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::malformed(
+            Some("$".into()),
+            "the request body is empty; expected JSON",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::malformed(Some("$".into()), format!("the body is not JSON: {e}")))
+}
+
+fn object(value: Value, at: &str) -> Result<Map<String, Value>, ApiError> {
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(ApiError::malformed(
+            Some(at.into()),
+            format!("{at}: expected a JSON object, found {}", kind(&other)),
+        )),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A single object, an array of them, or `{"<list>": [...]}`.
+fn one_or_many(value: Value, list: &str, max: usize) -> Result<(Vec<Map<String, Value>>, String), ApiError> {
+    let (items, prefix) = match value {
+        Value::Array(items) => (items, String::new()),
+        Value::Object(mut map) if map.len() == 1 && map.contains_key(list) => match map.remove(list) {
+            Some(Value::Array(items)) => (items, list.to_string()),
+            Some(other) => {
+                return Err(ApiError::malformed(
+                    Some(list.into()),
+                    format!("{list}: expected an array, found {}", kind(&other)),
+                ));
+            }
+            None => unreachable!("checked"),
+        },
+        Value::Object(map) => return Ok((vec![map], "$".into())),
+        other => {
+            return Err(ApiError::malformed(
+                Some("$".into()),
+                format!("expected an object or an array, found {}", kind(&other)),
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid(
+            if prefix.is_empty() { "$" } else { list },
+            "the batch is empty",
+        ));
+    }
+    if items.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{} records in one batch; at most {max}", items.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        out.push(object(item, &format!("{prefix}[{i}]"))?);
+    }
+    Ok((out, prefix))
+}
+
+fn at(prefix: &str, i: usize, many: bool) -> String {
+    match (many, prefix) {
+        (false, _) => String::new(),
+        (true, "$") => String::new(),
+        (true, p) => format!("{p}[{i}]"),
+    }
+}
+
+/// Fills `ts` with now when missing.
+fn default_ts(map: &mut Map<String, Value>) {
+    map.entry("ts")
+        .or_insert_with(|| Value::String(fleetstream_schemas::time::format(&chrono::Utc::now())));
+}
+
+/// Fills an id field: from the idempotency key (and the record's index), else a random one.
+fn default_id(map: &mut Map<String, Value>, field: &str, prefix: &str, idempotency: Option<&str>, i: usize) {
+    map.entry(field).or_insert_with(|| {
+        Value::String(match idempotency {
+            Some(key) => format!("{prefix}-{}-{i}", uuid_from(key)),
+            None => format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+        })
+    });
+}
+
+/// A stable id for an idempotency key: its FNV-1a 128-bit hash in hex.
+fn uuid_from(key: &str) -> String {
+    let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in key.as_bytes() {
+        hash ^= u128::from(*b);
+        hash = hash.wrapping_mul(0x0000000001000000000000000000013b);
+    }
+    format!("{hash:032x}")
+}
+
+/// Sets a field from the path; a different value in the body is an error.
+fn from_path(map: &mut Map<String, Value>, field: &str, value: &str, prefix: &str) -> Result<(), ApiError> {
+    match map.get(field) {
+        Some(Value::String(s)) if s == value => Ok(()),
+        Some(other) => Err(ApiError::invalid(
+            join(prefix, field),
+            format!(
+                "{} is {other} in the body but {value:?} in the path",
+                join(prefix, field)
+            ),
+        )),
+        None => {
+            map.insert(field.to_string(), Value::String(value.to_string()));
+            Ok(())
+        }
+    }
+}
+
+fn join(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() {
+        field.to_string()
+    } else {
+        format!("{prefix}.{field}")
+    }
+}
+
+/// Decodes and validates a record from its object; errors name `prefix.field`.
+fn decode<T: Validate>(map: Map<String, Value>, prefix: &str) -> Result<T, ApiError> {
+    let bytes = serde_json::to_vec(&Value::Object(map)).expect("values serialize");
+    fleetstream_schemas::decode::<T>(&bytes).map_err(|e| ApiError::schema(prefix, e))
+}
+
+fn outgoing<T: Serialize>(topic: &'static str, key: &str, value: &T, ts: i64) -> Outgoing {
+    Outgoing {
+        topic,
+        key: key.to_string(),
+        value: Bytes::from(serde_json::to_vec(value).expect("records serialize")),
+        ts,
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+}
+
+async fn accepted(api: &Api, records: Vec<Outgoing>) -> Result<(StatusCode, Value), ApiError> {
+    let appended = api.append(records).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        serde_json::to_value(Accepted { records: appended }).expect("JSON"),
+    ))
+}
+
+async fn accepted_one(
+    api: &Api,
+    record: Outgoing,
+    trip_id: Option<String>,
+) -> Result<(StatusCode, Value), ApiError> {
+    let appended = api
+        .append(vec![record])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("nothing appended"))?;
+    let one = AcceptedOne {
+        topic: appended.topic,
+        key: appended.key,
+        partition: appended.partition,
+        offset: appended.offset,
+        trip_id,
+    };
+    Ok((StatusCode::ACCEPTED, serde_json::to_value(one).expect("JSON")))
+}
+
+/// `POST /v1/gps`: one ping, an array of pings, or `{"pings": [...]}`.
+#[utoipa::path(post, path = "/v1/gps", tag = "commands",
+    request_body(content = serde_json::Value, description = "A ping `{driver_id, lat, lng, speed_kmh?, heading?, ts?, event_id?}`, an array of them, or `{\"pings\": [...]}`"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
+    responses((status = 202, body = Accepted), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody), (status = 429, body = crate::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn gps(State(api): State<Api>, principal: Principal, headers: HeaderMap, body: Bytes) -> Response {
+    let work = async {
+        principal.require(&[Role::App, Role::Driver])?;
+        let (items, prefix) = one_or_many(body_json(&body)?, "pings", api.parts().limits.max_batch)?;
+        let many = prefix != "$";
+        let key = idempotency_key(&headers);
+        let mut records = Vec::with_capacity(items.len());
+        for (i, mut map) in items.into_iter().enumerate() {
+            let p = at(&prefix, i, many);
+            default_ts(&mut map);
+            default_id(&mut map, "event_id", "ping", key.as_deref(), i);
+            let ping: GpsPing = decode(map, &p)?;
+            principal.require_self(&ping.driver_id, &join(&p, "driver_id"))?;
+            records.push(outgoing(
+                topics::GPS_PINGS,
+                &ping.driver_id,
+                &ping,
+                to_millis(&ping.ts),
+            ));
+        }
+        accepted(&api, records).await
+    };
+    idempotent(&api, &principal, &headers, work).await
+}
+
+/// `POST /v1/drivers/{id}/status`: `{status: online|offline, vehicle_class, ts?}`.
+#[utoipa::path(post, path = "/v1/drivers/{id}/status", tag = "commands",
+    params(("id" = String, Path, description = "Driver id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
+    request_body(content = serde_json::Value, description = "`{status: online|offline, vehicle_class, ts?}`"),
+    responses((status = 202, body = AcceptedOne), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn driver_status(
+    State(api): State<Api>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        principal.require(&[Role::App, Role::Driver])?;
+        principal.require_self(&id, "driver_id")?;
+        let mut map = object(body_json(&body)?, "$")?;
+        from_path(&mut map, "driver_id", &id, "")?;
+        default_ts(&mut map);
+        let status: DriverStatus = decode(map, "")?;
+        accepted_one(
+            &api,
+            outgoing(
+                topics::DRIVER_STATUS,
+                &status.driver_id,
+                &status,
+                to_millis(&status.ts),
+            ),
+            None,
+        )
+        .await
+    };
+    idempotent(&api, &principal, &headers, work).await
+}
+
+/// `POST /v1/trips`: a ride request `{rider_id, pickup: {lat, lng}, dropoff, vehicle_class, trip_id?, ts?}`.
+#[utoipa::path(post, path = "/v1/trips", tag = "commands",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
+    request_body(content = serde_json::Value, description = "`{rider_id, pickup: {lat, lng}, dropoff: {lat, lng}, vehicle_class, trip_id?, ts?}`"),
+    responses((status = 202, body = AcceptedOne), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn request_trip(
+    State(api): State<Api>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        principal.require(&[Role::App])?;
+        let mut map = object(body_json(&body)?, "$")?;
+        if map.contains_key("type") {
+            return Err(ApiError::invalid(
+                "type",
+                "type: not allowed here; the route names the command",
+            ));
+        }
+        map.insert("type".into(), json!("request"));
+        default_ts(&mut map);
+        default_id(&mut map, "trip_id", "t", idempotency_key(&headers).as_deref(), 0);
+        let command: TripCommand = decode(map, "")?;
+        let trip_id = command.trip_id().to_string();
+        accepted_one(
+            &api,
+            outgoing(
+                topics::TRIP_COMMANDS,
+                &trip_id,
+                &command,
+                to_millis(&command.ts()),
+            ),
+            Some(trip_id.clone()),
+        )
+        .await
+    };
+    idempotent(&api, &principal, &headers, work).await
+}
+
+/// `POST /v1/trips/{id}/{accept|decline|start|complete|cancel}`: `{driver_id, ts?}`, or for
+/// cancel `{by: rider|driver, reason?, ts?}`. A driver's token fills `driver_id` itself.
+#[utoipa::path(post, path = "/v1/trips/{id}/{action}", tag = "commands",
+    params(("id" = String, Path, description = "Trip id"), ("action" = String, Path, description = "accept, decline, start, complete or cancel"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
+    request_body(content = serde_json::Value, description = "`{driver_id, ts?}`; cancel: `{by: rider|driver, reason?, ts?}`"),
+    responses((status = 202, body = AcceptedOne), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn trip_action(
+    State(api): State<Api>,
+    principal: Principal,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        if !matches!(
+            action.as_str(),
+            "accept" | "decline" | "start" | "complete" | "cancel"
+        ) {
+            return Err(ApiError::not_found(format!(
+                "no trip action {action:?} (accept, decline, start, complete, cancel)"
+            )));
+        }
+        principal.require(&[Role::App, Role::Driver])?;
+        let mut map = if body.is_empty() {
+            Map::new()
+        } else {
+            object(body_json(&body)?, "$")?
+        };
+        if map.contains_key("type") {
+            return Err(ApiError::invalid(
+                "type",
+                "type: not allowed here; the route names the command",
+            ));
+        }
+        map.insert("type".into(), json!(action));
+        from_path(&mut map, "trip_id", &id, "")?;
+        if principal.role == Role::Driver {
+            if action == "cancel" {
+                from_path(&mut map, "by", "driver", "")?;
+            } else {
+                map.entry("driver_id").or_insert_with(|| json!(principal.sub));
+            }
+        }
+        default_ts(&mut map);
+        let command: TripCommand = decode(map, "")?;
+        if let Some(driver) = command.driver_id() {
+            principal.require_self(driver, "driver_id")?;
+        }
+        accepted_one(
+            &api,
+            outgoing(topics::TRIP_COMMANDS, &id, &command, to_millis(&command.ts())),
+            None,
+        )
+        .await
+    };
+    idempotent(&api, &principal, &headers, work).await
+}
+
+/// `POST /v1/wallets/{id}/top-ups`: `{amount: "20.00", command_id?, ts?}`.
+#[utoipa::path(post, path = "/v1/wallets/{id}/top-ups", tag = "commands",
+    params(("id" = String, Path, description = "Account id, e.g. rider:r1"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
+    request_body(content = serde_json::Value, description = "`{amount: \"20.00\", command_id?, ts?}` (amount a decimal string)"),
+    responses((status = 202, body = AcceptedOne), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn top_up(
+    State(api): State<Api>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        principal.require(&[Role::App])?;
+        let mut map = object(body_json(&body)?, "$")?;
+        if map.contains_key("type") {
+            return Err(ApiError::invalid(
+                "type",
+                "type: not allowed here; the route names the command",
+            ));
+        }
+        map.insert("type".into(), json!("top_up"));
+        from_path(&mut map, "account_id", &id, "")?;
+        default_ts(&mut map);
+        default_id(
+            &mut map,
+            "command_id",
+            "topup",
+            idempotency_key(&headers).as_deref(),
+            0,
+        );
+        let command: WalletCommand = decode(map, "")?;
+        accepted_one(
+            &api,
+            outgoing(
+                topics::WALLET_COMMANDS,
+                command.account_id(),
+                &command,
+                to_millis(&command.ts()),
+            ),
+            None,
+        )
+        .await
+    };
+    idempotent(&api, &principal, &headers, work).await
+}
+
+/// `POST /v1/timesheets/punches`: one punch `{employee_id, kind, ts?, punch_id?}`, an array, or
+/// `{"punches": [...]}`.
+#[utoipa::path(post, path = "/v1/timesheets/punches", tag = "commands",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
+    request_body(content = serde_json::Value, description = "A punch `{employee_id, kind: clock_in|clock_out|break_start|break_end, ts?, punch_id?}`, an array, or `{\"punches\": [...]}`"),
+    responses((status = 202, body = Accepted), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn punches(
+    State(api): State<Api>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        principal.require(&[Role::App, Role::Hr])?;
+        let (items, prefix) = one_or_many(body_json(&body)?, "punches", api.parts().limits.max_batch)?;
+        let many = prefix != "$";
+        let key = idempotency_key(&headers);
+        let mut records = Vec::with_capacity(items.len());
+        for (i, mut map) in items.into_iter().enumerate() {
+            let p = at(&prefix, i, many);
+            default_ts(&mut map);
+            default_id(&mut map, "punch_id", "punch", key.as_deref(), i);
+            let punch: Punch = decode(map, &p)?;
+            records.push(outgoing(
+                topics::TIMESHEET_PUNCHES,
+                &punch.employee_id,
+                &punch,
+                to_millis(&punch.ts),
+            ));
+        }
+        accepted(&api, records).await
+    };
+    idempotent(&api, &principal, &headers, work).await
+}
