@@ -18,9 +18,10 @@ packages=(
   libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libssl-dev libsasl2-dev
   # servers the integration tests start on loopback
   postgresql clickhouse-server clickhouse-client
-  # tools of the test scripts
-  python3 python3-venv curl jq procps
+  # tools of the test scripts; Chromium for the dashboard test
+  python3 python3-venv curl jq procps chromium
 )
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,6 +39,23 @@ if ! [[ -x $tansu ]]; then
   CARGO_TARGET_DIR="$cache/tansu-target" cargo install tansu --version 0.6.0 --locked \
     --no-default-features --features libsql,dynostore --root "$cache/tansu"
   rm -rf "$cache/tansu-target"
+fi
+
+# The dashboard's headless-browser test (playwright-core drives Debian's chromium).
+if ! [[ -d $root/api/tests/e2e/node_modules/playwright-core ]]; then
+  log "installing playwright-core for the dashboard test"
+  (cd "$root/api/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The schema-driven API fuzz run (schemathesis against /openapi.json); hypothesis is pinned to
+# a release schemathesis 3.39 works with.
+venv="$cache/venv"
+stamp="$venv/.installed-schemathesis-3.39.16"
+if ! [[ -f $stamp ]]; then
+  log "installing schemathesis into $venv"
+  [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==3.39.16" "hypothesis==6.122.3"
+  touch "$stamp"
 fi
 
 log "ready: cargo build / cargo test will find everything they need"

@@ -31,6 +31,8 @@ enum Command {
     Generate(commands::generate::GenerateWhat),
     /// SQL over the state stores and result tables (a data directory, or a running instance).
     Sql(commands::sql::SqlArgs),
+    /// Drive a synthetic city through the edge API.
+    Simulate(commands::simulate::SimulateArgs),
     /// Mint a bearer token for the edge API (development, tests, scripts).
     Token(commands::token::TokenArgs),
     /// Inspect the topics of the embedded log.
@@ -68,6 +70,12 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(commands::sql::sql(args))),
         Command::Export(what) => commands::export::export(&what),
+        Command::Simulate(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::simulate::simulate(args)))
+            .map(|summary| commands::simulate::print(&summary)),
         Command::Token(args) => commands::token::token(&args).map(|t| println!("{t}")),
         Command::Topics(command) => commands::topics::topics(&command),
         Command::Generate(what) => {

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use fleetstream_sinks::export::latest_records;
 use fleetstream::commands::replay::{ReplayArgs, replay};
 use fleetstream_operators::config::JobConfig;
 use fleetstream_operators::generate::Generated;
@@ -14,6 +13,7 @@ use fleetstream_operators::generate::depot::{DepotParams, generate_depot};
 use fleetstream_operators::reference;
 use fleetstream_operators::reference::ride::RideReference;
 use fleetstream_schemas::{LedgerEntry, OvertimeRecord, Period, Punch, TripEvent};
+use fleetstream_sinks::export::latest_records;
 use fleetstream_sinks::export::{COLUMNS, ExportFormat, write_overtime};
 use rust_decimal::Decimal;
 
@@ -166,7 +166,13 @@ fn a_generated_depot_of_200_employees_over_3_months_matches_the_reference_and_ex
 
     // The export of the same run: a CSV header, then one row per window and period.
     let backend = fleetstream::backend::embedded(&config, &data).unwrap();
-    let rows = latest_records(&*backend.log, "overtime.records", first, "2026-12-31".parse().unwrap()).unwrap();
+    let rows = latest_records(
+        &*backend.log,
+        "overtime.records",
+        first,
+        "2026-12-31".parse().unwrap(),
+    )
+    .unwrap();
     assert_eq!(rows.len(), want.len());
     let mut csv = Vec::new();
     write_overtime(&rows, ExportFormat::Csv, &mut csv).unwrap();
