@@ -18,6 +18,8 @@ trap 'scripts/servers.sh stop "$servers_dir" || true' EXIT
 eval "$(scripts/servers.sh start "$servers_dir")"
 log "cargo test"
 cargo test --workspace
+log "benchmarks, smoke run (debug build: the figures only show that every scenario runs)"
+cargo run -q -p fleetstream -- bench all --quick --json
 log "kubernetes manifests"
 bash scripts/check-k8s.sh
 log "all checks passed"

@@ -31,6 +31,8 @@ enum Command {
     Generate(commands::generate::GenerateWhat),
     /// SQL over the state stores and result tables (a data directory, or a running instance).
     Sql(commands::sql::SqlArgs),
+    /// Benchmarks: each figure beside the limit it stands on.
+    Bench(commands::bench::BenchArgs),
     /// Drive a synthetic city through the edge API.
     Simulate(commands::simulate::SimulateArgs),
     /// Mint a bearer token for the edge API (development, tests, scripts).
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(commands::sql::sql(args))),
         Command::Export(what) => commands::export::export(&what),
+        Command::Bench(args) => commands::bench::bench(&args).map(|_| ()),
         Command::Simulate(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

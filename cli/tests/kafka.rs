@@ -118,7 +118,7 @@ struct Instance {
 impl Instance {
     fn start(config: &Path, data: &Path) -> Instance {
         let mut child = Command::new(bin())
-            .args(["run", "--config"])
+            .args(["run", "--api-addr", "", "--config"])
             .arg(config)
             .arg("--data-dir")
             .arg(data)

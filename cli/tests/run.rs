@@ -32,7 +32,7 @@ fn dump(data: &Path, topic: &str) -> Vec<Value> {
 
 fn run_until_caught_up(data: &Path, input: Option<&Path>) {
     let mut cmd = Command::new(bin());
-    cmd.args(["run", "--exit-when-caught-up", "--config"])
+    cmd.args(["run", "--api-addr", "", "--exit-when-caught-up", "--config"])
         .arg(samples().join("depot.toml"))
         .arg("--data-dir")
         .arg(data);
@@ -128,7 +128,7 @@ fn ctrl_c_stops_a_run_cleanly_and_the_next_run_resumes() {
     let data = dir.path().join("data");
     let (part1, _, _) = split_input(dir.path());
     let mut child = Command::new(bin())
-        .args(["run", "--config"])
+        .args(["run", "--api-addr", "", "--config"])
         .arg(samples().join("depot.toml"))
         .arg("--data-dir")
         .arg(&data)

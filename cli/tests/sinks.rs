@@ -150,7 +150,7 @@ fn dump(config: &Path, data: &Path, topic: &str) -> Vec<Value> {
 
 fn run(config: &Path, data: &Path, input: Option<&Path>) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.args(["run", "--config"])
+    cmd.args(["run", "--api-addr", "", "--config"])
         .arg(config)
         .arg("--data-dir")
         .arg(data)

@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod export;
 pub mod generate;
 pub mod replay;

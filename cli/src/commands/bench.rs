@@ -1,0 +1,671 @@
+//! `fleetstream bench SCENARIO [--quick] [--json]`: how fast fleetstream is, each figure beside
+//! the limit of the part it stands on, measured in the same run on the same data:
+//!
+//! - `gps-ingest`: pings through the location index (RocksDB store + changelog) on the embedded
+//!   log, at-least-once and exactly-once; limits: a bare read loop over the same log segments, a
+//!   bare decode loop over the same JSON, a bare RocksDB write loop with the same keys.
+//! - `overtime`: punches through the day and week windows; limit: the bare decode loop.
+//! - `restore`: a store of many keys restored from its changelog, with and without a local
+//!   checkpoint.
+//! - `sql`: an aggregate over ledger rows in Parquet, and a point lookup on a store.
+//! - `api`: pings accepted through `POST /v1/gps` batches over loopback.
+//!
+//! Benchmarks report; they never fail on a figure. Build with `--release` for figures worth
+//! comparing (`cargo run --release -p fleetstream -- bench all`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use chrono::{TimeZone as _, Utc};
+use fleetstream_operators::topology;
+use fleetstream_schemas::{GpsPing, Punch, PunchKind, topics};
+use fleetstream_topology::log::{Log, Membership};
+use fleetstream_topology::{Engine, Guarantee, ProducerRecord, TopicPartition, partition_for};
+use serde::Serialize;
+
+use crate::config::AppConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    GpsIngest,
+    Overtime,
+    Restore,
+    Sql,
+    Api,
+    All,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// A smoke run: small data, under a minute for everything.
+    #[arg(long)]
+    pub quick: bool,
+    /// Also print one JSON object (figures, machine, git revision).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub scenario: &'static str,
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    /// The limit it stands on, measured in the same run.
+    pub limit: Option<Limit>,
+    pub target: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Limit {
+    pub name: String,
+    pub value: f64,
+}
+
+impl Figure {
+    fn ratio(&self) -> Option<f64> {
+        self.limit
+            .as_ref()
+            .filter(|l| l.value > 0.0)
+            .map(|l| self.value / l.value)
+    }
+}
+
+fn figure(
+    scenario: &'static str,
+    name: impl Into<String>,
+    value: f64,
+    unit: &'static str,
+    limit: Option<Limit>,
+    target: Option<&'static str>,
+) -> Figure {
+    Figure {
+        scenario,
+        name: name.into(),
+        value,
+        unit,
+        limit,
+        target,
+    }
+}
+
+fn limit(name: &str, value: f64) -> Option<Limit> {
+    Some(Limit {
+        name: name.to_string(),
+        value,
+    })
+}
+
+/// A fresh embedded instance in `dir`.
+struct Instance {
+    config: AppConfig,
+    log: Arc<dyn Log>,
+    engine: Engine,
+    stores: fleetstream_operators::topology::Stores,
+}
+
+fn instance(dir: &Path, guarantee: Guarantee) -> Result<Instance> {
+    let mut config = AppConfig::load(None)?;
+    config.data_dir = dir.to_path_buf();
+    config.processing.guarantee = guarantee;
+    config.api.addr = String::new();
+    let backend = crate::backend::open(&config)?;
+    let jobs = topology::build(&config.app_id, &config.jobs()).context("building the topology")?;
+    let engine = Engine::new(
+        jobs.topology,
+        backend.log.clone(),
+        backend.state.clone(),
+        config.engine(),
+    )?;
+    Ok(Instance {
+        log: backend.log.clone(),
+        config,
+        engine,
+        stores: jobs.stores,
+    })
+}
+
+/// Appends `(key, value, ts)` records to a topic, partitioned by key.
+fn append(log: &dyn Log, topic: &str, records: impl Iterator<Item = (String, Vec<u8>, i64)>) -> Result<u64> {
+    let partitions = log.partitions(topic)?;
+    let mut producer = log.producer(None, None)?;
+    let mut n = 0u64;
+    for (key, value, ts) in records {
+        producer.send(ProducerRecord {
+            topic: topic.to_string(),
+            partition: partition_for(key.as_bytes(), partitions),
+            ts,
+            key: key.into(),
+            value: Some(value.into()),
+        })?;
+        n += 1;
+        if n.is_multiple_of(50_000) {
+            producer.commit(None)?;
+        }
+    }
+    producer.commit(None)?;
+    Ok(n)
+}
+
+/// Runs the engine until every input record is processed; returns the time it took.
+fn drain(engine: &Engine) -> Result<Duration> {
+    let started = Instant::now();
+    let running = engine.start()?;
+    while !running.is_caught_up() {
+        anyhow::ensure!(running.is_running(), "the engine stopped");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "not caught up after 30 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = started.elapsed();
+    running.shutdown()?;
+    Ok(took)
+}
+
+fn base_ts() -> i64 {
+    Utc.with_ymd_and_hms(2026, 11, 2, 6, 0, 0)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn pings(n: u64, drivers: u64) -> impl Iterator<Item = (String, Vec<u8>, i64)> {
+    let t0 = base_ts();
+    (0..n).map(move |i| {
+        let d = i % drivers;
+        let ts = t0 + (i / drivers) as i64 * 4_000 + (d % 4_000) as i64;
+        let ping = GpsPing {
+            event_id: format!("p{i}"),
+            driver_id: format!("d{d:07}"),
+            lat: 52.40 + (d % 1000) as f64 * 0.0003 + (i % 7) as f64 * 0.00001,
+            lng: 13.20 + (d / 1000 % 1000) as f64 * 0.0004,
+            speed_kmh: Some(30.0),
+            heading: Some(90.0),
+            ts: fleetstream_schemas::time::from_millis(ts),
+        };
+        (
+            ping.driver_id.clone(),
+            serde_json::to_vec(&ping).expect("JSON"),
+            ts,
+        )
+    })
+}
+
+/// Records per second of a bare read loop over a topic (every partition, from the start).
+fn bare_read(log: &dyn Log, topic: &str, expect: u64) -> Result<f64> {
+    let partitions = log.partitions(topic)?;
+    let positions: Vec<_> = (0..partitions)
+        .map(|p| (TopicPartition::new(topic, p), 0))
+        .collect();
+    let started = Instant::now();
+    let mut consumer = log.consumer(Membership::Manual)?;
+    consumer.assign(&positions)?;
+    let mut read = 0u64;
+    let mut bytes = 0usize;
+    while read < expect {
+        let fetched = consumer.poll(10_000, Duration::from_millis(100))?;
+        anyhow::ensure!(
+            !fetched.is_empty() || started.elapsed() < Duration::from_secs(60),
+            "the bare read stalled at {read}"
+        );
+        for f in fetched {
+            read += f.records.len() as u64;
+            bytes += f
+                .records
+                .iter()
+                .map(|r| r.value.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
+        }
+    }
+    std::hint::black_box(bytes);
+    Ok(read as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Records per second of decoding (and validating) the same JSON.
+fn bare_decode<T: fleetstream_schemas::Validate>(values: &[Vec<u8>]) -> f64 {
+    let started = Instant::now();
+    let mut ok = 0usize;
+    for v in values {
+        ok += usize::from(fleetstream_schemas::decode::<T>(v).is_ok());
+    }
+    std::hint::black_box(ok);
+    values.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Writes per second of a bare RocksDB loop: the same keys, values of the same size, write
+/// batches of 1,000.
+fn bare_rocksdb(dir: &Path, keys: &[String], value_len: usize) -> Result<f64> {
+    let db = rocksdb::DB::open_default(dir)?;
+    let value = vec![7u8; value_len];
+    let started = Instant::now();
+    for chunk in keys.chunks(1_000) {
+        let mut batch = rocksdb::WriteBatch::default();
+        for k in chunk {
+            batch.put(k.as_bytes(), &value);
+        }
+        db.write(batch)?;
+    }
+    Ok(keys.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+fn gps_ingest(quick: bool) -> Result<Vec<Figure>> {
+    let (n, drivers) = if quick {
+        (100_000, 5_000)
+    } else {
+        (2_000_000, 50_000)
+    };
+    let mut out = Vec::new();
+    let sample: Vec<(String, Vec<u8>, i64)> = pings(n.min(200_000), drivers).collect();
+    let values: Vec<Vec<u8>> = sample.iter().map(|(_, v, _)| v.clone()).collect();
+    let decode = bare_decode::<GpsPing>(&values);
+    let keys: Vec<String> = sample.iter().map(|(k, _, _)| k.clone()).collect();
+    let rocks_dir = tempfile::tempdir()?;
+    let rocks = bare_rocksdb(rocks_dir.path(), &keys, 120)?;
+    let mut bare_reads = Vec::new();
+    for (guarantee, label, target) in [
+        (Guarantee::AtLeastOnce, "at-least-once", ">= 1,000,000/s"),
+        (Guarantee::ExactlyOnce, "exactly-once", ">= 70 % of at-least-once"),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let i = instance(dir.path(), guarantee)?;
+        let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
+        append(&*i.log, &topic, pings(n, drivers))?;
+        let read = bare_read(&*i.log, &topic, n)?;
+        bare_reads.push(read);
+        let took = drain(&i.engine)?;
+        let rate = n as f64 / took.as_secs_f64();
+        let (name, bound) = [
+            ("bare read", read),
+            ("bare decode", decode),
+            ("bare RocksDB write", rocks),
+        ]
+        .into_iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("three");
+        out.push(figure(
+            "gps-ingest",
+            format!("embedded, {label}: pings/s"),
+            rate,
+            "/s",
+            limit(name, bound),
+            Some(target),
+        ));
+    }
+    out.push(figure(
+        "gps-ingest",
+        "bare read loop (embedded log segments)",
+        bare_reads.iter().sum::<f64>() / bare_reads.len() as f64,
+        "/s",
+        None,
+        None,
+    ));
+    out.push(figure("gps-ingest", "bare decode loop", decode, "/s", None, None));
+    out.push(figure(
+        "gps-ingest",
+        "bare RocksDB write loop",
+        rocks,
+        "/s",
+        None,
+        None,
+    ));
+    out.push(figure(
+        "gps-ingest",
+        "peak RSS of this process",
+        peak_rss_mib(),
+        "MiB",
+        None,
+        Some("< 1 GiB"),
+    ));
+    Ok(out)
+}
+
+fn overtime(quick: bool) -> Result<Vec<Figure>> {
+    let (employees, days) = if quick { (200u64, 20u64) } else { (5_000, 60) };
+    let t0 = base_ts();
+    let punches = move || {
+        (0..days).flat_map(move |day| {
+            (0..employees).flat_map(move |e| {
+                let start = t0 + day as i64 * 86_400_000 + (e % 120) as i64 * 60_000;
+                [
+                    (PunchKind::ClockIn, start),
+                    (
+                        PunchKind::ClockOut,
+                        start + 9 * 3_600_000 + (e % 90) as i64 * 60_000,
+                    ),
+                ]
+                .into_iter()
+                .map(move |(kind, ts)| {
+                    let p = Punch {
+                        punch_id: format!("p{e}-{day}-{kind:?}"),
+                        employee_id: format!("E{e:05}"),
+                        kind,
+                        ts: fleetstream_schemas::time::from_millis(ts),
+                    };
+                    (p.employee_id.clone(), serde_json::to_vec(&p).expect("JSON"), ts)
+                })
+            })
+        })
+    };
+    let values: Vec<Vec<u8>> = punches().map(|(_, v, _)| v).collect();
+    let n = values.len() as u64;
+    let decode = bare_decode::<Punch>(&values);
+    let dir = tempfile::tempdir()?;
+    let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+    let topic = format!("{}{}", i.config.topic_prefix, topics::TIMESHEET_PUNCHES);
+    append(&*i.log, &topic, punches())?;
+    let took = drain(&i.engine)?;
+    Ok(vec![figure(
+        "overtime",
+        "punches/s through day and week windows (exactly-once)",
+        n as f64 / took.as_secs_f64(),
+        "/s",
+        limit("bare decode", decode),
+        Some(">= 500,000/s"),
+    )])
+}
+
+fn restore(quick: bool) -> Result<Vec<Figure>> {
+    let keys = if quick { 50_000 } else { 1_000_000 };
+    let dir = tempfile::tempdir()?;
+    {
+        let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+        let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
+        append(&*i.log, &topic, pings(keys, keys))?;
+        drain(&i.engine)?;
+    }
+    // With the local checkpoint: only what the checkpoint lacks is replayed.
+    let with_checkpoint = {
+        let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+        drain(&i.engine)?
+    };
+    // Without local state: every store is rebuilt from its changelog.
+    std::fs::remove_dir_all(dir.path().join("state")).context("removing the local state")?;
+    let without = {
+        let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+        drain(&i.engine)?
+    };
+    Ok(vec![
+        figure(
+            "restore",
+            format!("{keys} keys, with checkpoint"),
+            with_checkpoint.as_secs_f64(),
+            "s",
+            None,
+            Some("< 10 s for 1 M keys"),
+        ),
+        figure(
+            "restore",
+            format!("{keys} keys, from the changelog only"),
+            without.as_secs_f64(),
+            "s",
+            None,
+            Some("< 10 s for 1 M keys"),
+        ),
+    ])
+}
+
+fn sql(quick: bool) -> Result<Vec<Figure>> {
+    use fleetstream_schemas::{LedgerEntry, PostingKind};
+    use fleetstream_sinks::Table;
+    use fleetstream_sinks::rows::Row;
+    let rows_n: usize = if quick { 200_000 } else { 10_000_000 };
+    let dir = tempfile::tempdir()?;
+    let folder = dir
+        .path()
+        .join("tables")
+        .join(Table::LedgerEntries.name())
+        .join("dt=2026-11-02");
+    std::fs::create_dir_all(&folder)?;
+    let mut written = 0usize;
+    let mut file_no = 0;
+    while written < rows_n {
+        let chunk = (rows_n - written).min(1_000_000);
+        let rows: Vec<Row> = (written..written + chunk)
+            .map(|i| {
+                Row::Ledger(LedgerEntry {
+                    entry_id: format!("t{i}/driver:d{}", i % 50_000),
+                    txn_id: format!("t{i}"),
+                    account_id: format!("driver:d{}", i % 50_000),
+                    amount: rust_decimal::Decimal::new((i % 5_000) as i64 + 100, 2),
+                    kind: PostingKind::DriverEarnings,
+                    trip_id: Some(format!("t{i}")),
+                    ts: fleetstream_schemas::time::from_millis(base_ts() + i as i64),
+                })
+            })
+            .collect();
+        let batch = fleetstream_sinks::batches::record_batch(Table::LedgerEntries, &rows)?;
+        let file = std::fs::File::create(folder.join(format!("part-{file_no}.parquet")))?;
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+        written += chunk;
+        file_no += 1;
+    }
+    let mut sources = fleetstream_queries::Sources {
+        stores: None,
+        parquet_dir: Some(dir.path().join("tables")),
+        clickhouse: None,
+        plugins_dir: None,
+    };
+    // A store to look up in: drivers after some pings.
+    let store_dir = tempfile::tempdir()?;
+    let i = instance(store_dir.path(), Guarantee::ExactlyOnce)?;
+    let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
+    append(&*i.log, &topic, pings(50_000, 50_000))?;
+    drain(&i.engine)?;
+    let lockstep = i.engine.lockstep()?;
+    sources.stores = Some(fleetstream_queries::StoreSource {
+        registry: i.engine.registry(),
+        stores: i.stores.clone(),
+        remote: None,
+    });
+    let engine = fleetstream_queries::QueryEngine::new(
+        sources,
+        fleetstream_queries::Limits {
+            max_rows: 100_000,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (aggregate, lookup) = rt.block_on(async {
+        let started = Instant::now();
+        let out = engine.query("SELECT account_id, SUM(amount) AS total, COUNT(*) AS postings FROM ledger_entries GROUP BY account_id").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(out.num_rows() > 0, "the aggregate found no rows");
+        let aggregate = started.elapsed();
+        engine.query("SELECT * FROM drivers WHERE driver_id = 'd0000042'").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut times = Vec::new();
+        for k in 0..200 {
+            let started = Instant::now();
+            let out = engine.query(&format!("SELECT lat, lng FROM drivers WHERE driver_id = 'd{:07}'", k * 97 % 50_000)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::ensure!(out.num_rows() == 1, "the lookup found {} rows", out.num_rows());
+            times.push(started.elapsed());
+        }
+        times.sort();
+        Ok::<_, anyhow::Error>((aggregate, times[times.len() / 2]))
+    })?;
+    lockstep.close()?;
+    Ok(vec![
+        figure(
+            "sql",
+            format!("aggregate over {rows_n} ledger rows (Parquet)"),
+            aggregate.as_secs_f64() * 1000.0,
+            "ms",
+            None,
+            Some("< 1 s for 10 M rows"),
+        ),
+        figure(
+            "sql",
+            "store point lookup through SQL, median",
+            lookup.as_secs_f64() * 1000.0,
+            "ms",
+            None,
+            Some("< 1 ms"),
+        ),
+    ])
+}
+
+fn api(quick: bool) -> Result<Vec<Figure>> {
+    let (batches, batch, concurrency) = if quick {
+        (100usize, 500usize, 8usize)
+    } else {
+        (1_000, 1_000, 32)
+    };
+    let dir = tempfile::tempdir()?;
+    let mut i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+    i.config.api.addr = "127.0.0.1:0".into();
+    i.config.api.rate_limit = 1_000_000;
+    i.config.api.burst = 1_000_000;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let running = i.engine.start()?;
+    let result = rt.block_on(async {
+        let (keys, _) = crate::edge::keys(&i.config)?;
+        let token = keys.mint("bench", fleetstream_api::Role::App, Duration::from_secs(3600))?;
+        let edge = crate::edge::start(&i.config, &i.engine, i.stores.clone(), Arc::new(AtomicBool::new(true))).await?;
+        let url = format!("http://{}/v1/gps", edge.addr);
+        let client = reqwest::Client::new();
+        let bodies: Vec<bytes::Bytes> = (0..batches)
+            .map(|b| {
+                let rows: Vec<serde_json::Value> = (0..batch).map(|k| serde_json::json!({"driver_id": format!("d{:05}", (b * batch + k) % 20_000), "lat": 52.5, "lng": 13.4, "event_id": format!("e{b}-{k}"), "ts": "2026-11-02T06:00:00Z"})).collect();
+                bytes::Bytes::from(serde_json::to_vec(&rows).expect("JSON"))
+            })
+            .collect();
+        let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        let started = Instant::now();
+        for body in bodies {
+            let (client, url, token, gate) = (client.clone(), url.clone(), token.clone(), gate.clone());
+            tasks.spawn(async move {
+                let _permit = gate.acquire().await.expect("open");
+                let t = Instant::now();
+                let r = client.post(url).bearer_auth(token).header("content-type", "application/json").body(body).send().await;
+                (r.map(|r| r.status().as_u16()).unwrap_or(0), t.elapsed())
+            });
+        }
+        let mut latencies = Vec::new();
+        let mut failed = 0;
+        while let Some(done) = tasks.join_next().await {
+            let (status, took) = done?;
+            failed += usize::from(status != 202);
+            latencies.push(took);
+        }
+        let elapsed = started.elapsed();
+        edge.stop().await;
+        anyhow::ensure!(failed == 0, "{failed} batches were not accepted");
+        latencies.sort();
+        let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+        Ok::<_, anyhow::Error>(((batches * batch) as f64 / elapsed.as_secs_f64(), p99))
+    });
+    running.shutdown()?;
+    let (rate, p99) = result?;
+    Ok(vec![
+        figure(
+            "api",
+            format!("pings accepted/s ({batch}-ping batches, {concurrency} connections)"),
+            rate,
+            "/s",
+            None,
+            Some(">= 150,000/s"),
+        ),
+        figure(
+            "api",
+            "batch latency p99",
+            p99.as_secs_f64() * 1000.0,
+            "ms",
+            None,
+            Some("< 20 ms"),
+        ),
+    ])
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn git_revision() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn human(v: f64, unit: &str) -> String {
+    match unit {
+        "/s" if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+        "/s" if v >= 1e3 => format!("{:.1} k/s", v / 1e3),
+        "/s" => format!("{v:.0} /s"),
+        other => format!("{v:.2} {other}"),
+    }
+}
+
+/// A scenario: quick or not, its figures.
+type Run = fn(bool) -> Result<Vec<Figure>>;
+
+pub fn bench(args: &BenchArgs) -> Result<Vec<Figure>> {
+    let all = args.scenario == Scenario::All;
+    let mut figures = Vec::new();
+    let runs: [(Scenario, Run); 5] = [
+        (Scenario::GpsIngest, gps_ingest),
+        (Scenario::Overtime, overtime),
+        (Scenario::Restore, restore),
+        (Scenario::Sql, sql),
+        (Scenario::Api, api),
+    ];
+    for (scenario, run) in runs {
+        if all || args.scenario == scenario {
+            eprintln!("running {scenario:?}{}", if args.quick { " (quick)" } else { "" });
+            figures.extend(run(args.quick).with_context(|| format!("scenario {scenario:?}"))?);
+        }
+    }
+    println!(
+        "{:<12} {:<62} {:>14} {:>32} {:>7}  target",
+        "scenario", "figure", "value", "limit", "ratio"
+    );
+    for f in &figures {
+        let limit = f.limit.as_ref().map_or(String::new(), |l| {
+            format!("{} {}", l.name, human(l.value, f.unit))
+        });
+        let ratio = f.ratio().map_or(String::new(), |r| format!("{:.0} %", r * 100.0));
+        println!(
+            "{:<12} {:<62} {:>14} {:>32} {:>7}  {}",
+            f.scenario,
+            f.name,
+            human(f.value, f.unit),
+            limit,
+            ratio,
+            f.target.unwrap_or("")
+        );
+    }
+    if args.json {
+        let json = serde_json::json!({
+            "figures": figures,
+            "quick": args.quick,
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+            "git": git_revision(),
+            "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
+        });
+        println!("{json}");
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("(a debug build: figures are not representative; build with --release)");
+    }
+    Ok(figures)
+}
