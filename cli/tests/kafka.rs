@@ -2,7 +2,8 @@
 //! `scripts/servers.sh`): a replay through Kafka gives the embedded replay's output, and two
 //! instances in one group split the work, one is SIGKILLed, the other takes over its tasks,
 //! restores their state and finishes with the results of a single run — no ledger entry lost
-//! or counted twice.
+//! or counted twice. Also: with two instances, SQL and interactive queries on either see every
+//! partition (the other's fetched from it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -117,8 +118,13 @@ struct Instance {
 
 impl Instance {
     fn start(config: &Path, data: &Path) -> Instance {
+        Instance::with_api(config, data, "")
+    }
+
+    /// With the edge API on `addr` (empty: none).
+    fn with_api(config: &Path, data: &Path, addr: &str) -> Instance {
         let mut child = Command::new(bin())
-            .args(["run", "--api-addr", "", "--config"])
+            .args(["run", "--api-addr", addr, "--config"])
             .arg(config)
             .arg("--data-dir")
             .arg(data)
@@ -363,4 +369,132 @@ fn two_instances_split_the_work_and_one_takes_over_when_the_other_is_killed() {
         .map(|r| r["value"].to_string())
         .collect();
     assert!(dlq.is_empty(), "{dlq:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_instances_any_instance_answers_over_every_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = unique("q");
+    // One key pair for the cluster: instances sign their calls to each other with it.
+    let (private, public) = fleetstream_api::auth::generate_pem().unwrap();
+    std::fs::write(dir.path().join("jwt-private.pem"), &private).unwrap();
+    std::fs::write(dir.path().join("jwt-public.pem"), &public).unwrap();
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "app_id = \"{app}\"\ntopic_prefix = \"{app}.\"\npartitions = 4\n\n[kafka]\nbrokers = \"{}\"\n\n[kafka.properties]\n\
+             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\n[processing]\ncommit_interval = \"100ms\"\n\n\
+             [auth]\npublic_key_file = {:?}\nprivate_key_file = {:?}\n",
+            broker(),
+            dir.path().join("jwt-public.pem").display().to_string(),
+            dir.path().join("jwt-private.pem").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let mut input = String::new();
+    let mut want: BTreeMap<String, Decimal> = BTreeMap::new();
+    for i in 0..2000 {
+        let account = format!("rider:r{}", i % 200);
+        let amount = format!("{}.{:02}", 1 + i % 50, i % 100);
+        *want.entry(account.clone()).or_default() += amount.parse::<Decimal>().unwrap();
+        let value = serde_json::json!({"type": "top_up", "command_id": format!("c{i}"), "account_id": account, "amount": amount, "ts": "2026-11-02T07:00:00Z"});
+        input.push_str(
+            &serde_json::json!({"topic": "wallet.commands", "key": account, "value": value}).to_string(),
+        );
+        input.push('\n');
+    }
+    let input_file = dir.path().join("input.jsonl");
+    std::fs::write(&input_file, &input).unwrap();
+
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = Instance::with_api(&config, &dir.path().join("a"), &format!("127.0.0.1:{port_a}"));
+    a.wait_for("partitions assigned", Duration::from_secs(60));
+    let produced = Command::new(bin())
+        .args(["topics", "produce", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&input_file)
+        .output()
+        .unwrap();
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let mut b = Instance::with_api(&config, &dir.path().join("b"), &format!("127.0.0.1:{port_b}"));
+    let b_share = assigned(&b.wait_for("partitions assigned", Duration::from_secs(60)));
+    let a_share = assigned(&a.wait_for("partitions assigned", Duration::from_secs(60)));
+    assert!(
+        a_share > 0 && b_share > 0,
+        "both members got partitions: a {a_share}, b {b_share}"
+    );
+
+    let keys = fleetstream_api::Keys::from_pem(public.as_bytes(), Some(private.as_bytes())).unwrap();
+    let analyst = keys
+        .mint("ann", fleetstream_api::Role::Analyst, Duration::from_secs(600))
+        .unwrap();
+    let app_token = keys
+        .mint("app", fleetstream_api::Role::App, Duration::from_secs(600))
+        .unwrap();
+    let client = reqwest::Client::new();
+    let total: Decimal = want.values().copied().sum();
+    let expected = format!("n,total\n{},{total}\n", want.len());
+    for port in [port_a, port_b] {
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let answer = client
+                .post(format!("{url}/v1/sql"))
+                .bearer_auth(&analyst)
+                .json(&serde_json::json!({"sql": "SELECT COUNT(*) AS n, SUM(balance) AS total FROM wallets WHERE account_id LIKE 'rider:%'", "format": "csv"}))
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status();
+            let last = format!("{status}: {}", answer.text().await.unwrap());
+            if last == format!("200 OK: {expected}") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "instance on {port} never saw every partition; last answer {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        // Every key answers on every instance, wherever its partition is.
+        for account in [
+            "rider:r0", "rider:r1", "rider:r2", "rider:r3", "rider:r5", "rider:r8",
+        ] {
+            let wallet: Value = client
+                .get(format!("{url}/v1/wallets/{account}"))
+                .bearer_auth(&app_token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(
+                wallet["balance"].as_str().unwrap().parse::<Decimal>().unwrap(),
+                want[account],
+                "{account} on {port}: {wallet}"
+            );
+        }
+    }
+    // Neither instance holds every partition itself: the answers above crossed instances.
+    a.drain();
+    b.drain();
+    for instance in [&mut a, &mut b] {
+        let _ = instance.child.kill();
+        let _ = instance.child.wait();
+    }
 }
