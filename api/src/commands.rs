@@ -146,6 +146,18 @@ fn uuid_from(key: &str) -> String {
     format!("{hash:032x}")
 }
 
+/// Sets the command's `type` from the route; the body may not name one itself.
+fn set_type(map: &mut Map<String, Value>, command: &str) -> Result<(), ApiError> {
+    if map.contains_key("type") {
+        return Err(ApiError::invalid(
+            "type",
+            "type: not allowed here; the route names the command",
+        ));
+    }
+    map.insert("type".into(), json!(command));
+    Ok(())
+}
+
 /// Sets a field from the path; a different value in the body is an error.
 fn from_path(map: &mut Map<String, Value>, field: &str, value: &str, prefix: &str) -> Result<(), ApiError> {
     match map.get(field) {
@@ -304,13 +316,7 @@ pub async fn request_trip(
     let work = async {
         principal.require(&[Role::App])?;
         let mut map = object(body_json(&body)?, "$")?;
-        if map.contains_key("type") {
-            return Err(ApiError::invalid(
-                "type",
-                "type: not allowed here; the route names the command",
-            ));
-        }
-        map.insert("type".into(), json!("request"));
+        set_type(&mut map, "request")?;
         default_ts(&mut map);
         default_id(&mut map, "trip_id", "t", idempotency_key(&headers).as_deref(), 0);
         let command: TripCommand = decode(map, "")?;
@@ -359,13 +365,7 @@ pub async fn trip_action(
         } else {
             object(body_json(&body)?, "$")?
         };
-        if map.contains_key("type") {
-            return Err(ApiError::invalid(
-                "type",
-                "type: not allowed here; the route names the command",
-            ));
-        }
-        map.insert("type".into(), json!(action));
+        set_type(&mut map, &action)?;
         from_path(&mut map, "trip_id", &id, "")?;
         if principal.role == Role::Driver {
             if action == "cancel" {
@@ -405,13 +405,7 @@ pub async fn top_up(
     let work = async {
         principal.require(&[Role::App])?;
         let mut map = object(body_json(&body)?, "$")?;
-        if map.contains_key("type") {
-            return Err(ApiError::invalid(
-                "type",
-                "type: not allowed here; the route names the command",
-            ));
-        }
-        map.insert("type".into(), json!("top_up"));
+        set_type(&mut map, "top_up")?;
         from_path(&mut map, "account_id", &id, "")?;
         default_ts(&mut map);
         default_id(

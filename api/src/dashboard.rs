@@ -172,7 +172,7 @@ pub async fn cells(
     uri: axum::http::Uri,
 ) -> Result<Json<Cells>, ApiError> {
     principal.require(&[Role::App, Role::Analyst])?;
-    let q: CellsQuery = crate::reads::parse_query(uri.query())?;
+    let q: CellsQuery = crate::reads::parse_query(&uri)?;
     Ok(Json(build(&api, q.res.unwrap_or(7)).await?))
 }
 

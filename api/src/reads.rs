@@ -166,19 +166,8 @@ fn number(
 }
 
 /// Query-string errors name the parameter.
-pub(crate) fn parse_query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, ApiError> {
-    let raw = raw.unwrap_or("");
-    serde_urlencoded_like(raw)
-}
-
-fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
-    Query::<T>::try_from_uri(
-        &format!("/?{raw}")
-            .parse()
-            .map_err(|_| ApiError::malformed(None, "the query string is not valid"))?,
-    )
-    .map(|q| q.0)
-    .map_err(|e| {
+pub(crate) fn parse_query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
+    Query::<T>::try_from_uri(uri).map(|q| q.0).map_err(|e| {
         let text = e.body_text();
         let field = text.split('`').nth(1).map(str::to_string);
         ApiError::malformed(field, format!("query string: {text}"))
@@ -195,7 +184,7 @@ pub async fn nearby(
     uri: axum::http::Uri,
 ) -> Result<Json<Nearby>, ApiError> {
     principal.require(&[Role::App, Role::Analyst])?;
-    let q: NearbyQuery = parse_query(uri.query())?;
+    let q: NearbyQuery = parse_query(&uri)?;
     let lat = number("lat", q.lat, None, -90.0..=90.0)?;
     let lng = number("lng", q.lng, None, -180.0..=180.0)?;
     let radius = number("radius_km", q.radius_km, Some(3.0), 0.0..=50.0)?;
@@ -252,7 +241,7 @@ pub async fn wallet(
     uri: axum::http::Uri,
 ) -> Result<Json<WalletView>, ApiError> {
     principal.require(&[Role::App, Role::Analyst])?;
-    let q: WalletQuery = parse_query(uri.query())?;
+    let q: WalletQuery = parse_query(&uri)?;
     let n = q.postings.unwrap_or(20);
     if n > 500 {
         return Err(ApiError::invalid(
@@ -347,7 +336,7 @@ pub async fn overtime(
     uri: axum::http::Uri,
 ) -> Result<Json<OvertimeView>, ApiError> {
     principal.require(&[Role::Hr, Role::Analyst])?;
-    let r: Range = parse_query(uri.query())?;
+    let r: Range = parse_query(&uri)?;
     let (from, to) = range(&r)?;
     let sql = format!(
         "SELECT * FROM overtime WHERE employee_id = {} AND period_start BETWEEN DATE '{from}' AND DATE '{to}' ORDER BY period, period_start",
@@ -372,7 +361,7 @@ pub async fn export_overtime(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Hr])?;
-    let r: Range = parse_query(uri.query())?;
+    let r: Range = parse_query(&uri)?;
     let (from, to) = range(&r)?;
     let format = match r.format.as_deref().unwrap_or("csv") {
         "csv" => ExportFormat::Csv,

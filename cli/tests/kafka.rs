@@ -288,18 +288,7 @@ fn two_instances_split_the_work_and_one_takes_over_when_the_other_is_killed() {
     let mut a = Instance::start(&config, &dir.path().join("a"));
     let first = a.wait_for("partitions assigned", Duration::from_secs(60));
     assert!(assigned(&first) > 0);
-    let produced = Command::new(bin())
-        .args(["topics", "produce", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&input_file)
-        .output()
-        .unwrap();
-    assert!(
-        produced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&produced.stderr)
-    );
+    produce(&config, &input_file);
     let mut b = Instance::start(&config, &dir.path().join("b"));
     let line = b.wait_for("partitions assigned", Duration::from_secs(60));
     let b_share = assigned(&line);
@@ -371,6 +360,22 @@ fn two_instances_split_the_work_and_one_takes_over_when_the_other_is_killed() {
     assert!(dlq.is_empty(), "{dlq:?}");
 }
 
+/// Appends a JSON-lines file to the cluster's topics.
+fn produce(config: &Path, input: &Path) {
+    let produced = Command::new(bin())
+        .args(["topics", "produce", "--config"])
+        .arg(config)
+        .arg("--input")
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -418,18 +423,7 @@ async fn with_two_instances_any_instance_answers_over_every_partition() {
     let (port_a, port_b) = (free_port(), free_port());
     let mut a = Instance::with_api(&config, &dir.path().join("a"), &format!("127.0.0.1:{port_a}"));
     a.wait_for("partitions assigned", Duration::from_secs(60));
-    let produced = Command::new(bin())
-        .args(["topics", "produce", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&input_file)
-        .output()
-        .unwrap();
-    assert!(
-        produced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&produced.stderr)
-    );
+    produce(&config, &input_file);
     let mut b = Instance::with_api(&config, &dir.path().join("b"), &format!("127.0.0.1:{port_b}"));
     let b_share = assigned(&b.wait_for("partitions assigned", Duration::from_secs(60)));
     let a_share = assigned(&a.wait_for("partitions assigned", Duration::from_secs(60)));
