@@ -335,6 +335,12 @@ ch_init() {
     <shutdown_wait_unfinished>1</shutdown_wait_unfinished>
     <max_session_timeout>3600</max_session_timeout>
     <default_session_timeout>60</default_session_timeout>
+    <!-- the tests read system.query_log to see what ClickHouse ran for a SQL pushdown -->
+    <query_log>
+        <database>system</database>
+        <table>query_log</table>
+        <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+    </query_log>
 </yandex>
 EOF
   cat >"$DIR/ch/users.xml" <<'EOF'
@@ -345,6 +351,7 @@ EOF
             <max_memory_usage>4000000000</max_memory_usage>
             <use_uncompressed_cache>0</use_uncompressed_cache>
             <load_balancing>random</load_balancing>
+            <log_queries>1</log_queries>
         </default>
     </profiles>
     <users>

@@ -390,6 +390,7 @@ fn every_result_of_the_city_and_depot_samples_lands_once_in_each_database() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         check_everything_landed_once(&config, &data, &db);
+        sql_over_clickhouse_agrees_with_the_parquet_tables(&config, &data, &db);
         let want = Expected::from_topics(&config, &data);
         assert!(
             want.ledger_entries + want.overtime.len() > 0,
@@ -415,6 +416,90 @@ fn every_result_of_the_city_and_depot_samples_lands_once_in_each_database() {
         // A live run over the same log and databases writes nothing again.
         run_until_caught_up(&config, &data, None);
         check_everything_landed_once(&config, &data, &db);
+    }
+}
+
+/// `fleetstream sql` over a data directory, as CSV.
+fn sql(config: &Path, data: &Path, query: &str) -> String {
+    let out = Command::new(bin())
+        .args(["sql", "--format", "csv", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .arg(query)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Analyst queries over the `clickhouse.` result tables, run by the real server where their
+/// filters translate and by DataFusion where they do not, answer exactly what the same queries
+/// over the `parquet.` tables answer; the filters reach ClickHouse as `FINAL ... WHERE`.
+fn sql_over_clickhouse_agrees_with_the_parquet_tables(config: &Path, data: &Path, db: &Databases) {
+    // (query over `{s}`, or a ClickHouse query and its Parquet counterpart when the Parquet
+    // folder keeps every version of a row that ClickHouse collapses to its last.)
+    let overtime = "SELECT employee_id, period, CAST(period_start AS VARCHAR) AS start, worked_minutes, \
+                    ot_150_minutes, ot_200_minutes, weekly_ot_minutes, night_minutes, version, final \
+                    FROM {from} WHERE employee_id LIKE 'E%' AND period_start >= DATE '2020-01-01' ORDER BY employee_id, period, start";
+    let latest_overtime = "(SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY employee_id, \
+                           period, period_start ORDER BY version DESC) AS newest FROM parquet.overtime_records) \
+                           WHERE newest = 1)";
+    let pairs: Vec<(String, String)> = [
+        "SELECT COUNT(*) AS n, SUM(amount) AS total FROM {s}.ledger_entries",
+        "SELECT account_id, COUNT(*) AS n, SUM(amount) AS total FROM {s}.ledger_entries \
+         WHERE account_id LIKE 'driver:%' AND amount > 0 GROUP BY account_id ORDER BY account_id",
+        "SELECT trip_id, amount FROM {s}.ledger_entries WHERE account_id = 'platform:revenue' \
+         ORDER BY trip_id, amount LIMIT 5",
+        "SELECT type, COUNT(*) AS n FROM {s}.trip_events \
+         WHERE type IN ('completed', 'no_driver', 'cancelled') OR reason IS NOT NULL GROUP BY type ORDER BY type",
+        "SELECT vehicle_class, COUNT(*) AS n, SUM(fare) AS fares, MAX(surge) AS surge FROM {s}.trip_events \
+         WHERE type = 'completed' AND fare >= 0 GROUP BY vehicle_class ORDER BY vehicle_class",
+        // A filter ClickHouse cannot run: DataFusion applies it to the rows that come back.
+        "SELECT COUNT(*) AS n FROM {s}.trip_events \
+         WHERE type = 'requested' AND haversine_km(pickup_lat, pickup_lng, dropoff_lat, dropoff_lng) > 2",
+        // A result table joined with a store table.
+        "SELECT t.status, COUNT(*) AS n, SUM(e.amount) AS total FROM {s}.ledger_entries e \
+         JOIN trips t ON e.trip_id = t.trip_id GROUP BY t.status ORDER BY t.status",
+    ]
+    .iter()
+    .map(|q| (q.replace("{s}", "clickhouse"), q.replace("{s}", "parquet")))
+    .chain([(
+        overtime.replace("{from}", "clickhouse.overtime_records"),
+        overtime.replace("{from}", latest_overtime),
+    )])
+    .collect();
+    let mut rows = 0;
+    for (clickhouse, parquet) in &pairs {
+        let got = sql(config, data, clickhouse);
+        let want = sql(config, data, parquet);
+        assert_eq!(got, want, "{clickhouse}");
+        rows += got.lines().count() - 1;
+    }
+    assert!(
+        rows > pairs.len(),
+        "the queries found the sample's rows ({rows} in all)"
+    );
+    // What ClickHouse itself ran for those queries: the filters went down, with FINAL.
+    db.ch("SYSTEM FLUSH LOGS");
+    let ran: Vec<String> = db
+        .ch("SELECT query FROM system.query_log WHERE type = 2 AND query LIKE '%FROM {db}.%FINAL%'")
+        .into_iter()
+        .map(|r| r.join("\t").replace("\\'", "'"))
+        .collect();
+    for pushed in [
+        "FROM {db}.ledger_entries FINAL WHERE account_id = 'platform:revenue'",
+        "FROM {db}.trip_events FINAL WHERE type = 'requested'",
+    ] {
+        let pushed = pushed.replace("{db}", &db.ch_db);
+        assert!(
+            ran.iter().any(|q| q.contains(&pushed)),
+            "ClickHouse ran no query with {pushed}: {ran:#?}"
+        );
     }
 }
 

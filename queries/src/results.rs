@@ -63,7 +63,16 @@ impl ClickHouseTable {
         }
     }
 
-    /// The ClickHouse expression that yields a column in its Arrow type's JSON form.
+    /// The table's column a field is read from.
+    fn source_column(field: &Field) -> String {
+        match field.data_type() {
+            DataType::Timestamp(..) => format!("{}_ms", field.name()),
+            _ => field.name().to_string(),
+        }
+    }
+
+    /// The ClickHouse expression that yields a field in its Arrow type's JSON form, over the
+    /// source column.
     fn select_expr(field: &Field) -> String {
         let name = field.name();
         match field.data_type() {
@@ -73,23 +82,23 @@ impl ClickHouseTable {
         }
     }
 
-    /// The SQL `SELECT` ClickHouse runs for a scan.
+    /// The SQL ClickHouse runs for a scan. The filters and the limit apply in an inner
+    /// `SELECT ... FINAL` over the table's own columns, and the conversions for the JSON form in
+    /// the outer one: ClickHouse lets a `SELECT` alias shadow a column in `WHERE`, so
+    /// `toString(amount) AS amount` beside `WHERE amount > 0` would compare a string.
     pub fn query(&self, projection: Option<&Vec<usize>>, filters: &[String], limit: Option<usize>) -> String {
         let fields: Vec<&Field> = match projection {
             Some(p) => p.iter().map(|i| self.schema.field(*i)).collect(),
             None => self.schema.fields().iter().map(|f| f.as_ref()).collect(),
         };
-        let columns = if fields.is_empty() {
-            "1 AS _one".to_string()
+        let (outer, inner) = if fields.is_empty() {
+            ("_one".to_string(), "1 AS _one".to_string())
         } else {
-            fields
-                .iter()
-                .map(|f| Self::select_expr(f))
-                .collect::<Vec<_>>()
-                .join(", ")
+            let list = |f: fn(&Field) -> String| fields.iter().map(|x| f(x)).collect::<Vec<_>>().join(", ");
+            (list(Self::select_expr), list(Self::source_column))
         };
         let mut sql = format!(
-            "SELECT {columns} FROM {}.{} FINAL",
+            "SELECT {outer} FROM (SELECT {inner} FROM {}.{} FINAL",
             self.options.database,
             self.table.name()
         );
@@ -99,6 +108,7 @@ impl ClickHouseTable {
         if let Some(limit) = limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }
+        sql.push(')');
         sql
     }
 
@@ -491,12 +501,13 @@ mod tests {
     }
 
     #[test]
-    fn the_query_selects_the_projection_with_final() {
+    fn the_query_filters_the_table_with_final_and_converts_outside() {
         let t = ledger();
         let sql = t.query(Some(&vec![0, 3, 6]), &["account_id = 'a'".to_string()], Some(10));
         assert_eq!(
             sql,
-            "SELECT entry_id, toString(amount) AS amount, ts_ms AS ts FROM fs.ledger_entries FINAL WHERE account_id = 'a' LIMIT 10"
+            "SELECT entry_id, toString(amount) AS amount, ts_ms AS ts FROM \
+             (SELECT entry_id, amount, ts_ms FROM fs.ledger_entries FINAL WHERE account_id = 'a' LIMIT 10)"
         );
     }
 
