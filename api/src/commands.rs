@@ -237,7 +237,7 @@ async fn accepted_one(
 
 /// `POST /v1/gps`: one ping, an array of pings, or `{"pings": [...]}`.
 #[utoipa::path(post, path = "/v1/gps", tag = "commands",
-    request_body(content = serde_json::Value, description = "A ping `{driver_id, lat, lng, speed_kmh?, heading?, ts?, event_id?}`, an array of them, or `{\"pings\": [...]}`"),
+    request_body(content = crate::bodies::GpsBody, description = "A ping, an array of them, or `{\"pings\": [...]}`"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
     responses((status = 202, body = Accepted), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody), (status = 429, body = crate::ErrorBody)),
     security(("bearer" = [])))]
@@ -269,7 +269,7 @@ pub async fn gps(State(api): State<Api>, principal: Principal, headers: HeaderMa
 /// `POST /v1/drivers/{id}/status`: `{status: online|offline, vehicle_class, ts?}`.
 #[utoipa::path(post, path = "/v1/drivers/{id}/status", tag = "commands",
     params(("id" = String, Path, description = "Driver id"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
-    request_body(content = serde_json::Value, description = "`{status: online|offline, vehicle_class, ts?}`"),
+    request_body(content = crate::bodies::DriverStatusBody),
     responses((status = 202, body = AcceptedOne), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn driver_status(
@@ -304,7 +304,7 @@ pub async fn driver_status(
 /// `POST /v1/trips`: a ride request `{rider_id, pickup: {lat, lng}, dropoff, vehicle_class, trip_id?, ts?}`.
 #[utoipa::path(post, path = "/v1/trips", tag = "commands",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
-    request_body(content = serde_json::Value, description = "`{rider_id, pickup: {lat, lng}, dropoff: {lat, lng}, vehicle_class, trip_id?, ts?}`"),
+    request_body(content = crate::bodies::TripRequestBody),
     responses((status = 202, body = AcceptedOne), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn request_trip(
@@ -339,8 +339,8 @@ pub async fn request_trip(
 /// `POST /v1/trips/{id}/{accept|decline|start|complete|cancel}`: `{driver_id, ts?}`, or for
 /// cancel `{by: rider|driver, reason?, ts?}`. A driver's token fills `driver_id` itself.
 #[utoipa::path(post, path = "/v1/trips/{id}/{action}", tag = "commands",
-    params(("id" = String, Path, description = "Trip id"), ("action" = String, Path, description = "accept, decline, start, complete or cancel"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
-    request_body(content = serde_json::Value, description = "`{driver_id, ts?}`; cancel: `{by: rider|driver, reason?, ts?}`"),
+    params(("id" = String, Path, description = "Trip id"), ("action" = crate::bodies::TripAction, Path, description = "What to do to the trip"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
+    request_body(content = crate::bodies::TripActionBody),
     responses((status = 202, body = AcceptedOne), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 404, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn trip_action(
@@ -392,7 +392,7 @@ pub async fn trip_action(
 /// `POST /v1/wallets/{id}/top-ups`: `{amount: "20.00", command_id?, ts?}`.
 #[utoipa::path(post, path = "/v1/wallets/{id}/top-ups", tag = "commands",
     params(("id" = String, Path, description = "Account id, e.g. rider:r1"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
-    request_body(content = serde_json::Value, description = "`{amount: \"20.00\", command_id?, ts?}` (amount a decimal string)"),
+    request_body(content = crate::bodies::TopUpBody),
     responses((status = 202, body = AcceptedOne), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn top_up(
@@ -435,7 +435,7 @@ pub async fn top_up(
 /// `{"punches": [...]}`.
 #[utoipa::path(post, path = "/v1/timesheets/punches", tag = "commands",
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry a no-op")),
-    request_body(content = serde_json::Value, description = "A punch `{employee_id, kind: clock_in|clock_out|break_start|break_end, ts?, punch_id?}`, an array, or `{\"punches\": [...]}`"),
+    request_body(content = crate::bodies::PunchesBody, description = "A punch, an array of them, or `{\"punches\": [...]}`"),
     responses((status = 202, body = Accepted), (status = 400, body = crate::ErrorBody), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody), (status = 413, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn punches(

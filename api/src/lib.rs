@@ -13,6 +13,7 @@
 //! topic.
 
 pub mod auth;
+pub mod bodies;
 pub mod commands;
 pub mod dashboard;
 pub mod openapi;

@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi};
         crate::dashboard::cells,
         crate::dashboard::events,
     ),
-    components(schemas(crate::ErrorBody, crate::SqlPosition, crate::Appended, crate::commands::Accepted, crate::commands::AcceptedOne, crate::reads::Nearby, crate::reads::WalletView, crate::reads::OvertimeView, crate::reads::SqlRequest, crate::dashboard::Cells, crate::dashboard::Cell)),
+    components(schemas(crate::ErrorBody, crate::SqlPosition, crate::Appended, crate::commands::Accepted, crate::commands::AcceptedOne, crate::reads::Nearby, crate::reads::WalletView, crate::reads::OvertimeView, crate::reads::SqlRequest, crate::dashboard::Cells, crate::dashboard::Cell, crate::bodies::TripAction)),
     modifiers(&Bearer),
     tags((name = "commands", description = "Records on input topics, answered 202"), (name = "queries", description = "Interactive queries on the state stores"), (name = "sql", description = "Analysts' SQL"), (name = "exports", description = "HR and accounting downloads"), (name = "dashboard", description = "The dispatcher dashboard's feeds"))
 )]

@@ -5,15 +5,18 @@
 //! owner's internal scan endpoint ([`crate::remote`]) — so any instance answers any query.
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use chrono::NaiveDate;
 use fleetstream_queries::QueryError;
 use fleetstream_queries::format::{Format, decimals_as_strings};
@@ -375,15 +378,24 @@ pub async fn export_overtime(
     };
     let log = api.parts().log.clone();
     let topic = api.topic(topics::OVERTIME_RECORDS);
-    let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
-        let records =
-            latest_records(&*log, &topic, from, to).map_err(|e| ApiError::unavailable(e.to_string()))?;
-        let mut out = Vec::new();
-        write_overtime(&records, format, &mut out).map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(out)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    // The latest version of each record needs the whole range read first; the file is then
+    // written straight into the response, chunk by chunk, as it is encoded.
+    let records = tokio::task::spawn_blocking(move || latest_records(&*log, &topic, from, to))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter::new(tx);
+        let written = write_overtime(&records, format, &mut out)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|()| out.flush());
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "overtime export stopped");
+            // The client sees the body end in an error, never a short file that looks whole.
+            let _ = out.tx.blocking_send(Err(e));
+        }
+    });
     let (content_type, ext) = match format {
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         ExportFormat::Parquet => ("application/vnd.apache.parquet", "parquet"),
@@ -394,9 +406,53 @@ pub async fn export_overtime(
             (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        bytes,
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
     )
         .into_response())
+}
+
+/// A writer whose output goes to a response body in chunks of about 64 KiB.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl ChunkWriter {
+    const CHUNK: usize = 64 * 1024;
+
+    fn new(tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>) -> Self {
+        ChunkWriter {
+            tx,
+            buffer: Vec::with_capacity(Self::CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(Self::CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= Self::CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
 }
 
 /// The body of `POST /v1/sql`.

@@ -73,12 +73,15 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(commands::sql::sql(args))),
         Command::Export(what) => commands::export::export(&what),
         Command::Bench(args) => commands::bench::bench(&args).map(|_| ()),
-        Command::Simulate(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(commands::simulate::simulate(args)))
-            .map(|summary| commands::simulate::print(&summary)),
+        Command::Simulate(args) => {
+            let json = args.json;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(commands::simulate::simulate(args)))
+                .map(|summary| commands::simulate::print(&summary, json))
+        }
         Command::Token(args) => commands::token::token(&args).map(|t| println!("{t}")),
         Command::Topics(command) => commands::topics::topics(&command),
         Command::Generate(what) => {

@@ -828,6 +828,35 @@ async fn openapi_metrics_health_and_dashboard() {
         );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every command's body is described field by field, with the ranges the handlers check.
+    for (path, body) in [
+        ("/v1/gps", "GpsBody"),
+        ("/v1/drivers/{id}/status", "DriverStatusBody"),
+        ("/v1/trips", "TripRequestBody"),
+        ("/v1/trips/{id}/{action}", "TripActionBody"),
+        ("/v1/wallets/{id}/top-ups", "TopUpBody"),
+        ("/v1/timesheets/punches", "PunchesBody"),
+    ] {
+        let schema = &paths[path]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(
+            schema["$ref"],
+            format!("#/components/schemas/{body}"),
+            "{path}: {schema}"
+        );
+    }
+    let ping = &doc["components"]["schemas"]["PingBody"];
+    let required: Vec<&str> = ping["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(required, ["driver_id", "lat", "lng"], "{ping}");
+    assert_eq!(ping["properties"]["lat"]["maximum"], 90.0, "{ping}");
+    assert_eq!(
+        doc["components"]["schemas"]["PunchKind"]["enum"],
+        serde_json::json!(["clock_in", "clock_out", "break_start", "break_end"])
+    );
     assert_eq!(
         edge.call(Method::GET, "/readyz", None, None, &[]).await.status,
         StatusCode::OK

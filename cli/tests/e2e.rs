@@ -311,6 +311,13 @@ async fn run_simulate_and_read_through_the_api() {
         .await
         .unwrap();
     assert_eq!(export.status(), 200);
+    // Streamed as it is written: chunked, with no length known up front.
+    assert_eq!(
+        export.headers().get("transfer-encoding").map(|v| v.as_bytes()),
+        Some(&b"chunked"[..]),
+        "{:?}",
+        export.headers()
+    );
     let csv = export.text().await.unwrap();
     for e in 0..3 {
         assert!(

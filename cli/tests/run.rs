@@ -162,3 +162,70 @@ fn ctrl_c_stops_a_run_cleanly_and_the_next_run_resumes() {
     );
     assert_eq!(dump(&data, "timesheet.punches.dlq").len(), 1);
 }
+
+/// `simulate --direct` drives the city straight into the embedded log (no server, no socket),
+/// running the topology in process: every command it counted is a record on its topic, the
+/// trips were matched and the metro drivers' shifts became overtime records.
+#[test]
+fn simulate_direct_writes_every_command_into_the_log_and_runs_the_city() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(bin())
+        .args([
+            "simulate",
+            "--direct",
+            "--drivers",
+            "40",
+            "--riders",
+            "150",
+            "--employees",
+            "3",
+            "--duration",
+            "4m",
+            "--speed",
+            "20x",
+            "--quiet",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+    let n = |field: &str| {
+        summary[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{field} in {summary}"))
+    };
+    assert_eq!(n("failed"), 0, "{summary}");
+    assert!(n("pings") >= 40 * 50, "{summary}");
+    assert!(n("trips_requested") > 20, "{summary}");
+    assert!(n("matches") > 0, "{summary}");
+    assert_eq!(n("punches"), 3 * 4, "{summary}");
+
+    assert_eq!(dump(&data, "gps.pings").len() as u64, n("pings"));
+    assert_eq!(dump(&data, "timesheet.punches").len() as u64, n("punches"));
+    assert_eq!(dump(&data, "wallet.commands").len() as u64, n("top_ups"));
+    let commands = dump(&data, "trip.commands");
+    let requests = commands
+        .iter()
+        .filter(|r| r["value"]["type"] == "request")
+        .count() as u64;
+    assert_eq!(requests, n("trips_requested"));
+    // What the topology made of them, in the same log.
+    let events = dump(&data, "trip.events");
+    let matched = events.iter().filter(|r| r["value"]["type"] == "matched").count() as u64;
+    assert!(
+        matched >= n("matches"),
+        "{matched} matched events, summary {summary}"
+    );
+    let overtime = dump(&data, "overtime.records");
+    let employees: std::collections::BTreeSet<&str> = overtime
+        .iter()
+        .filter_map(|r| r["value"]["employee_id"].as_str())
+        .collect();
+    assert_eq!(employees.len(), 3, "{employees:?}");
+}

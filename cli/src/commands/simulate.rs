@@ -11,20 +11,31 @@
 //! Time runs `--speed` times faster than the wall clock: every command carries the simulated
 //! time, and `--duration` is simulated time (10m at 10x runs for one real minute). Drivers learn
 //! about offers from the API's own live feed (`GET /v1/dashboard/events`), as a driver app would.
+//!
+//! With `--direct` (load tests) there is no network and no server: the simulator opens the log
+//! of its configuration itself and hands each command to the API's router in process, so it
+//! gets the same validation and lands on the same topics, with no socket, no HTTP server and no
+//! rate limit in between. On the embedded log the simulator also runs the topology (it is the
+//! only process that may open that data directory); on Kafka the running instances process
+//! what it appends.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
-use futures::StreamExt as _;
+use futures::{Stream, StreamExt as _};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore, mpsc};
+use tower::ServiceExt as _;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
@@ -44,11 +55,20 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "1x", value_parser = parse_speed)]
     pub speed: f64,
     /// The edge API, e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    pub target: String,
-    /// Bearer token with role app (or admin).
+    #[arg(long, required_unless_present = "direct", conflicts_with = "direct")]
+    pub target: Option<String>,
+    /// Bearer token with role app (or admin), for `--target`.
     #[arg(long, env = "FLEETSTREAM_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
+    /// Straight into the log of the configuration (load tests): no network, no server.
+    #[arg(long)]
+    pub direct: bool,
+    /// The configuration whose log `--direct` writes to.
+    #[arg(long, requires = "direct")]
+    pub config: Option<PathBuf>,
+    /// The data directory for `--direct` (default from the configuration).
+    #[arg(long, requires = "direct")]
+    pub data_dir: Option<PathBuf>,
     /// Seed of the city (positions, decisions).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -58,6 +78,9 @@ pub struct SimulateArgs {
     /// No progress bar (logs, CI).
     #[arg(long)]
     pub quiet: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -152,10 +175,79 @@ impl Agenda {
     }
 }
 
+/// How commands reach the API: over HTTP, or handed to its router in this process.
+enum Transport {
+    Http {
+        client: reqwest::Client,
+        base: String,
+        token: String,
+    },
+    InProcess {
+        router: axum::Router,
+        token: String,
+    },
+}
+
+/// A stream of body chunks, whichever the transport.
+type Chunks = Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>;
+
+impl Transport {
+    /// Sends a request; answers the status and the body, or why there was none.
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Chunks), String> {
+        match self {
+            Transport::Http { client, base, token } => {
+                let url = format!("{base}{path}");
+                let request = match body {
+                    Some(body) => client.post(url).json(body),
+                    None => client.get(url).timeout(Duration::from_secs(24 * 3600)),
+                };
+                let response = request.bearer_auth(token).send().await.map_err(|e| {
+                    if e.is_timeout() {
+                        "timeout".to_string()
+                    } else {
+                        "connection".to_string()
+                    }
+                })?;
+                let status = response.status().as_u16();
+                let chunks = response.bytes_stream().map(|c| c.map_err(anyhow::Error::from));
+                Ok((status, Box::pin(chunks)))
+            }
+            Transport::InProcess { router, token } => {
+                let request = axum::http::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(match body {
+                        Some(body) => axum::body::Body::from(serde_json::to_vec(body).expect("JSON")),
+                        None => axum::body::Body::empty(),
+                    })
+                    .map_err(|e| format!("request: {e}"))?;
+                let response = router
+                    .clone()
+                    .oneshot(request)
+                    .await
+                    .map_err(|e| format!("router: {e}"))?;
+                let status = response.status().as_u16();
+                let chunks = http_body_util::BodyExt::into_data_stream(response.into_body())
+                    .map(|c| c.map_err(anyhow::Error::from));
+                Ok((status, Box::pin(chunks)))
+            }
+        }
+    }
+}
+
+/// A whole body as text.
+async fn text(mut chunks: Chunks) -> String {
+    let mut out = Vec::new();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        out.extend_from_slice(&chunk);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 struct Shared {
-    client: reqwest::Client,
-    base: String,
-    token: String,
+    transport: Transport,
     latency: Mutex<Histogram<u64>>,
     stats: Mutex<Summary>,
     gate: Semaphore,
@@ -168,23 +260,18 @@ impl Shared {
             return;
         };
         let started = Instant::now();
-        let answer = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await;
+        let answer = match self.transport.send("POST", &path, Some(&body)).await {
+            Ok((status, chunks)) => Ok((status, text(chunks).await)),
+            Err(e) => Err(e),
+        };
         let micros = started.elapsed().as_micros() as u64;
         let _ = self.latency.lock().await.record(micros.max(1));
         let mut stats = self.stats.lock().await;
         stats.requests += 1;
         match answer {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
+            Ok((status, _)) if (200..300).contains(&status) => {}
+            Ok((status, text)) => {
                 stats.failed += 1;
-                let status = r.status().as_u16();
-                let text = r.text().await.unwrap_or_default();
                 let reason = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|v| v["code"].as_str().map(str::to_string))
@@ -193,16 +280,72 @@ impl Shared {
             }
             Err(e) => {
                 stats.failed += 1;
-                *stats
-                    .errors
-                    .entry(if e.is_timeout() {
-                        "timeout".into()
-                    } else {
-                        "connection".into()
-                    })
-                    .or_default() += 1;
+                *stats.errors.entry(e).or_default() += 1;
             }
         }
+    }
+}
+
+/// The instance a `--direct` simulation runs beside: the log of its configuration, the API's
+/// router over it, and on the embedded log the topology itself.
+struct Direct {
+    running: Option<fleetstream_topology::RunningEngine>,
+    tail: fleetstream_api::reads::Tail,
+}
+
+impl Direct {
+    fn start(args: &SimulateArgs) -> Result<(Direct, Transport)> {
+        let mut config = crate::config::AppConfig::load(args.config.as_deref())?;
+        if let Some(dir) = &args.data_dir {
+            config.data_dir = dir.clone();
+        }
+        // A load test is not a client to throttle.
+        config.api.rate_limit = u32::MAX;
+        config.api.burst = u32::MAX;
+        let backend = crate::backend::open(&config)?;
+        let jobs = fleetstream_operators::topology::build(&config.app_id, &config.jobs())
+            .context("building the topology")?;
+        let engine = fleetstream_topology::Engine::new(
+            jobs.topology,
+            backend.log.clone(),
+            backend.state.clone(),
+            config.engine(),
+        )?;
+        let running = if backend.log.is_distributed() {
+            None
+        } else {
+            Some(engine.start()?)
+        };
+        let (keys, _) = crate::edge::keys(&config)?;
+        let token = keys.mint(
+            "simulate",
+            fleetstream_api::Role::Admin,
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+        let ready = Arc::new(AtomicBool::new(true));
+        let api = crate::edge::api(&config, &engine, jobs.stores, keys, ready)?;
+        let tail = fleetstream_api::reads::tail_trip_events(api.clone());
+        let router = fleetstream_api::router(api);
+        Ok((Direct { running, tail }, Transport::InProcess { router, token }))
+    }
+
+    /// Waits (at most `patience`) until the topology has processed everything appended.
+    async fn caught_up(&self, patience: Duration) {
+        let Some(running) = &self.running else { return };
+        let started = Instant::now();
+        while !running.is_caught_up() && running.is_running() && started.elapsed() < patience {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.tail.stop();
+        if let Some(running) = self.running {
+            tokio::task::spawn_blocking(move || running.shutdown())
+                .await
+                .context("stopping the topology")??;
+        }
+        Ok(())
     }
 }
 
@@ -231,22 +374,14 @@ fn around(rng: &mut StdRng, km: f64) -> (f64, f64) {
 
 /// Follows the API's live trip feed.
 async fn follow(shared: Arc<Shared>, events: mpsc::UnboundedSender<Value>) -> Result<()> {
-    let response = shared
-        .client
-        .get(format!("{}/v1/dashboard/events", shared.base))
-        .bearer_auth(&shared.token)
-        .timeout(Duration::from_secs(24 * 3600))
-        .send()
+    let (status, mut stream) = shared
+        .transport
+        .send("GET", "/v1/dashboard/events", None)
         .await
-        .context("opening the live feed")?;
-    if !response.status().is_success() {
-        bail!(
-            "the live feed answered {}: {}",
-            response.status(),
-            response.text().await.unwrap_or_default()
-        );
+        .map_err(|e| anyhow::anyhow!("opening the live feed: {e}"))?;
+    if !(200..300).contains(&status) {
+        bail!("the live feed answered {status}: {}", text(stream).await);
     }
-    let mut stream = response.bytes_stream();
     let mut buffer = String::new();
     while let Some(chunk) = stream.next().await {
         let chunk: bytes::Bytes = chunk?;
@@ -277,23 +412,36 @@ pub async fn simulate(args: SimulateArgs) -> Result<Summary> {
     if args.drivers == 0 && args.riders == 0 && args.employees == 0 {
         bail!("nothing to simulate: --drivers, --riders and --employees are all 0");
     }
-    let base = args.target.trim_end_matches('/').to_string();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
-    let health = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .with_context(|| format!("reaching {base}"))?;
-    if !health.status().is_success() {
-        bail!("{base} is not ready: {}", health.status());
-    }
+    let (direct, transport) = if args.direct {
+        let (direct, transport) = Direct::start(&args)?;
+        (Some(direct), transport)
+    } else {
+        let base = args
+            .target
+            .as_deref()
+            .context("--target or --direct is needed")?
+            .trim_end_matches('/')
+            .to_string();
+        let token = args
+            .token
+            .clone()
+            .context("--token (or FLEETSTREAM_TOKEN) is needed with --target")?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(args.concurrency)
+            .build()?;
+        let health = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .with_context(|| format!("reaching {base}"))?;
+        if !health.status().is_success() {
+            bail!("{base} is not ready: {}", health.status());
+        }
+        (None, Transport::Http { client, base, token })
+    };
     let shared = Arc::new(Shared {
-        client,
-        base,
-        token: args.token.clone(),
+        transport,
         latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         stats: Mutex::new(Summary::default()),
         gate: Semaphore::new(args.concurrency.max(1)),
@@ -524,6 +672,9 @@ pub async fn simulate(args: SimulateArgs) -> Result<Summary> {
         }
     }
     while pending.join_next().await.is_some() {}
+    if let Some(direct) = &direct {
+        direct.caught_up(Duration::from_secs(60)).await;
+    }
     // Give the last events a moment to arrive.
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_millis(1_500) {
@@ -557,6 +708,9 @@ pub async fn simulate(args: SimulateArgs) -> Result<Summary> {
     } else {
         feed.abort();
     }
+    if let Some(direct) = direct {
+        direct.stop().await?;
+    }
     let latency = shared.latency.lock().await;
     let mut summary = shared.stats.lock().await.clone();
     let secs = real_start.elapsed().as_secs_f64();
@@ -567,8 +721,12 @@ pub async fn simulate(args: SimulateArgs) -> Result<Summary> {
     Ok(summary)
 }
 
-/// The summary as the terminal shows it.
-pub fn print(summary: &Summary) {
+/// The summary as the terminal shows it, or as JSON.
+pub fn print(summary: &Summary, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(summary).expect("JSON"));
+        return;
+    }
     println!(
         "requests        {:>10}  ({:.0}/s, {} failed)",
         summary.requests, summary.requests_per_second, summary.failed
