@@ -4,6 +4,13 @@
 //! - `gps-ingest`: pings through the location index (RocksDB store + changelog) on the embedded
 //!   log, at-least-once and exactly-once; limits: a bare read loop over the same log segments, a
 //!   bare decode loop over the same JSON, a bare RocksDB write loop with the same keys.
+//!   With `--kafka BROKERS` also on Kafka (at-least-once), beside a bare `rdkafka` consumer
+//!   over the same topic; the topic is left for `bench/peer/run.sh` to run Quix Streams over.
+//! - `matching`: online drivers pinging every 4 s and trip requests at a set rate, each offer
+//!   accepted as soon as it is seen: request -> matched latency (processing time), matches/s,
+//!   and ping -> `driver.positions` latency under that load.
+//! - `settlement`: completed trips' postings (the fare rules' split) applied to the wallets
+//!   and the ledger store; limits: bare decode, bare RocksDB write.
 //! - `overtime`: punches through the day and week windows; limit: the bare decode loop.
 //! - `restore`: a store of many keys restored from its changelog, with and without a local
 //!   checkpoint.
@@ -13,9 +20,10 @@
 //! Benchmarks report; they never fail on a figure. Build with `--release` for figures worth
 //! comparing (`cargo run --release -p fleetstream -- bench all`).
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -24,6 +32,9 @@ use fleetstream_operators::topology;
 use fleetstream_schemas::{GpsPing, Punch, PunchKind, topics};
 use fleetstream_topology::log::{Log, Membership};
 use fleetstream_topology::{Engine, Guarantee, ProducerRecord, TopicPartition, partition_for};
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 
 use crate::config::AppConfig;
@@ -31,6 +42,8 @@ use crate::config::AppConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     GpsIngest,
+    Matching,
+    Settlement,
     Overtime,
     Restore,
     Sql,
@@ -48,7 +61,13 @@ pub struct BenchArgs {
     /// Also print one JSON object (figures, machine, git revision).
     #[arg(long)]
     pub json: bool,
+    /// Also run gps-ingest on this Kafka cluster (host:port), e.g. the test broker.
+    #[arg(long)]
+    pub kafka: Option<String>,
 }
+
+/// What a scenario leaves for the JSON report besides its figures.
+type Extras = serde_json::Map<String, serde_json::Value>;
 
 /// One measured figure.
 #[derive(Debug, Clone, Serialize)]
@@ -111,10 +130,16 @@ struct Instance {
 }
 
 fn instance(dir: &Path, guarantee: Guarantee) -> Result<Instance> {
+    instance_with(dir, guarantee, |_| {})
+}
+
+/// A fresh instance in `dir`, its configuration adjusted by `adjust` (e.g. a Kafka cluster).
+fn instance_with(dir: &Path, guarantee: Guarantee, adjust: impl FnOnce(&mut AppConfig)) -> Result<Instance> {
     let mut config = AppConfig::load(None)?;
     config.data_dir = dir.to_path_buf();
     config.processing.guarantee = guarantee;
     config.api.addr = String::new();
+    adjust(&mut config);
     let backend = crate::backend::open(&config)?;
     let jobs = topology::build(&config.app_id, &config.jobs()).context("building the topology")?;
     let engine = Engine::new(
@@ -255,7 +280,8 @@ fn bare_rocksdb(dir: &Path, keys: &[String], value_len: usize) -> Result<f64> {
     Ok(keys.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-fn gps_ingest(quick: bool) -> Result<Vec<Figure>> {
+fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
+    let quick = args.quick;
     let (n, drivers) = if quick {
         (100_000, 5_000)
     } else {
@@ -298,6 +324,9 @@ fn gps_ingest(quick: bool) -> Result<Vec<Figure>> {
             Some(target),
         ));
     }
+    if let Some(brokers) = &args.kafka {
+        out.extend(gps_ingest_kafka(brokers, n, drivers, decode, rocks, extras)?);
+    }
     out.push(figure(
         "gps-ingest",
         "bare read loop (embedded log segments)",
@@ -326,7 +355,459 @@ fn gps_ingest(quick: bool) -> Result<Vec<Figure>> {
     Ok(out)
 }
 
-fn overtime(quick: bool) -> Result<Vec<Figure>> {
+/// gps-ingest on Kafka, at-least-once, beside a bare `rdkafka` consumer over the same topic.
+fn gps_ingest_kafka(
+    brokers: &str,
+    n: u64,
+    drivers: u64,
+    decode: f64,
+    rocks: f64,
+    extras: &mut Extras,
+) -> Result<Vec<Figure>> {
+    let run = format!(
+        "bench-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let dir = tempfile::tempdir()?;
+    let i = instance_with(dir.path(), Guarantee::AtLeastOnce, |c| {
+        c.kafka.brokers = brokers.to_string();
+        c.app_id = run.clone();
+        c.topic_prefix = format!("{run}.");
+    })?;
+    let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
+    append(&*i.log, &topic, pings(n, drivers))?;
+    let partitions = i.log.partitions(&topic)?;
+    let bare = bare_rdkafka(brokers, &topic, partitions, n)?;
+    let took = drain(&i.engine)?;
+    extras.insert(
+        "kafka_input".into(),
+        serde_json::json!({"topic": topic, "pings": n, "partitions": partitions, "drivers": drivers}),
+    );
+    let (name, bound) = [
+        ("bare rdkafka consumer", bare),
+        ("bare decode", decode),
+        ("bare RocksDB write", rocks),
+    ]
+    .into_iter()
+    .min_by(|a, b| a.1.total_cmp(&b.1))
+    .expect("three");
+    Ok(vec![
+        figure(
+            "gps-ingest",
+            "kafka, at-least-once: pings/s",
+            n as f64 / took.as_secs_f64(),
+            "/s",
+            limit(name, bound),
+            Some(">= 70 % of the bare rdkafka consumer"),
+        ),
+        figure(
+            "gps-ingest",
+            "bare rdkafka consumer (same topic)",
+            bare,
+            "/s",
+            None,
+            None,
+        ),
+    ])
+}
+
+/// Records per second of a bare `rdkafka` consumer reading a topic from the start.
+fn bare_rdkafka(brokers: &str, topic: &str, partitions: u32, expect: u64) -> Result<f64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}.bare"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .context("creating the bare consumer")?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    let (mut read, mut bytes) = (0u64, 0usize);
+    while read < expect {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the bare consumer stalled at {read} of {expect}"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message?;
+            bytes += message.payload().map_or(0, <[u8]>::len);
+            read += 1;
+        }
+    }
+    std::hint::black_box(bytes);
+    Ok(read as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Follows a topic from its end on a thread, handing each record to `seen`, until `stop`.
+fn tail(
+    log: Arc<dyn Log>,
+    topic: String,
+    stop: Arc<AtomicBool>,
+    mut seen: impl FnMut(&fleetstream_topology::LogRecord) + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let partitions = log.partitions(&topic)?;
+    let mut positions = Vec::new();
+    for p in 0..partitions {
+        let tp = TopicPartition::new(topic.clone(), p);
+        positions.push((tp.clone(), log.end_offset(&tp)?));
+    }
+    let mut consumer = log.consumer(Membership::Manual)?;
+    consumer.assign(&positions)?;
+    Ok(std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            for fetched in consumer.poll(10_000, Duration::from_millis(5))? {
+                fetched.records.iter().for_each(&mut seen);
+            }
+        }
+        Ok(())
+    }))
+}
+
+/// Milliseconds of a histogram's quantile (recorded in microseconds).
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
+    use fleetstream_schemas::{DriverStatus, DriverStatusKind, GeoPoint, TripCommand, VehicleClass};
+    let (drivers, rate, secs) = if args.quick {
+        (2_000u64, 100.0, 3.0)
+    } else {
+        (50_000, 2_000.0, 20.0)
+    };
+    let dir = tempfile::tempdir()?;
+    let i = instance(dir.path(), Guarantee::AtLeastOnce)?;
+    let topic = |t: &str| format!("{}{}", i.config.topic_prefix, t);
+    let now = || Utc::now().timestamp_millis();
+    let position = |d: u64| {
+        (
+            52.40 + (d % 1000) as f64 * 0.0003,
+            13.20 + (d / 1000 % 1000) as f64 * 0.0004,
+        )
+    };
+    let ping = move |d: u64, seq: u64, ts: i64| {
+        let (lat, lng) = position(d);
+        let p = GpsPing {
+            event_id: format!("p{d}-{seq}"),
+            driver_id: format!("d{d:07}"),
+            lat,
+            lng,
+            speed_kmh: Some(20.0),
+            heading: Some(90.0),
+            ts: fleetstream_schemas::time::from_millis(ts),
+        };
+        (p.driver_id.clone(), serde_json::to_vec(&p).expect("JSON"), ts)
+    };
+    // Every driver online with a first position before the clock starts.
+    let t0 = now();
+    append(
+        &*i.log,
+        &topic(topics::DRIVER_STATUS),
+        (0..drivers).map(|d| {
+            let s = DriverStatus {
+                driver_id: format!("d{d:07}"),
+                status: DriverStatusKind::Online,
+                vehicle_class: VehicleClass("economy".into()),
+                ts: fleetstream_schemas::time::from_millis(t0),
+            };
+            (s.driver_id.clone(), serde_json::to_vec(&s).expect("JSON"), t0)
+        }),
+    )?;
+    append(
+        &*i.log,
+        &topic(topics::GPS_PINGS),
+        (0..drivers).map(|d| ping(d, 0, t0)),
+    )?;
+    let running = i.engine.start()?;
+    let warm = Instant::now();
+    while !running.is_caught_up() {
+        anyhow::ensure!(running.is_running(), "the engine stopped");
+        anyhow::ensure!(
+            warm.elapsed() < Duration::from_secs(600),
+            "drivers not online after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Offers are accepted as soon as they are seen; matches and positions are timed.
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let pinged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let new_histogram = || Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+    let matched = Arc::new(Mutex::new(new_histogram()));
+    let offered = Arc::new(Mutex::new(new_histogram()));
+    let positions = Arc::new(Mutex::new(new_histogram()));
+    let no_driver = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let commands = topic(topics::TRIP_COMMANDS);
+    let trip_partitions = i.log.partitions(&commands)?;
+    let events = tail(i.log.clone(), topic(topics::TRIP_EVENTS), stop.clone(), {
+        let (sent, matched, offered, no_driver) =
+            (sent.clone(), matched.clone(), offered.clone(), no_driver.clone());
+        let mut producer = i.log.producer(None, None)?;
+        move |record| {
+            let Some(value) = &record.value else { return };
+            let Ok(event) = serde_json::from_slice::<fleetstream_schemas::TripEvent>(value) else {
+                return;
+            };
+            let at = sent.lock().expect("sent").get(&event.trip_id).copied();
+            let elapsed = at.map(|t| t.elapsed().as_micros() as u64);
+            match event.kind {
+                fleetstream_schemas::TripEventKind::Offered { driver_id, .. } => {
+                    if let Some(e) = elapsed {
+                        let _ = offered.lock().expect("offered").record(e.max(1));
+                    }
+                    let ts = Utc::now().timestamp_millis();
+                    let accept = TripCommand::Accept {
+                        trip_id: event.trip_id.clone(),
+                        driver_id,
+                        ts: fleetstream_schemas::time::from_millis(ts),
+                    };
+                    let sent = producer.send(ProducerRecord {
+                        topic: commands.clone(),
+                        partition: partition_for(event.trip_id.as_bytes(), trip_partitions),
+                        ts,
+                        key: event.trip_id.clone().into_bytes().into(),
+                        value: Some(serde_json::to_vec(&accept).expect("JSON").into()),
+                    });
+                    if sent.and_then(|_| producer.commit(None)).is_err() {
+                        tracing::warn!("an accept could not be appended");
+                    }
+                }
+                fleetstream_schemas::TripEventKind::Matched { .. } => {
+                    if let Some(e) = elapsed {
+                        let _ = matched.lock().expect("matched").record(e.max(1));
+                    }
+                }
+                fleetstream_schemas::TripEventKind::NoDriver { .. } => {
+                    no_driver.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        }
+    })?;
+    let moves = tail(i.log.clone(), topic(topics::DRIVER_POSITIONS), stop.clone(), {
+        let (pinged, positions) = (pinged.clone(), positions.clone());
+        move |record| {
+            let key = String::from_utf8_lossy(&record.key).into_owned();
+            if let Some(at) = pinged.lock().expect("pinged").remove(&key) {
+                let _ = positions
+                    .lock()
+                    .expect("positions")
+                    .record((at.elapsed().as_micros() as u64).max(1));
+            }
+        }
+    })?;
+
+    // Requests at `rate` per second and every driver's ping every 4 s, for `secs` seconds.
+    let mut producer = i.log.producer(None, None)?;
+    let pings_topic = topic(topics::GPS_PINGS);
+    let ping_partitions = i.log.partitions(&pings_topic)?;
+    let mut rng = StdRng::seed_from_u64(11);
+    let started = Instant::now();
+    let (mut requests, mut pings_sent) = (0u64, 0u64);
+    while started.elapsed().as_secs_f64() < secs {
+        let elapsed = started.elapsed().as_secs_f64();
+        let ts = now();
+        while (requests as f64) < elapsed * rate {
+            let near = rng.gen_range(0..drivers);
+            let (lat, lng) = position(near);
+            let trip_id = format!("t{requests:08}");
+            let request = TripCommand::Request {
+                trip_id: trip_id.clone(),
+                rider_id: format!("r{requests:08}"),
+                pickup: GeoPoint {
+                    lat: lat + 0.0005,
+                    lng,
+                },
+                dropoff: GeoPoint {
+                    lat: lat + 0.02,
+                    lng: lng + 0.02,
+                },
+                vehicle_class: VehicleClass("economy".into()),
+                ts: fleetstream_schemas::time::from_millis(ts),
+            };
+            sent.lock().expect("sent").insert(trip_id.clone(), Instant::now());
+            producer.send(ProducerRecord {
+                topic: commands_topic(&i),
+                partition: partition_for(trip_id.as_bytes(), trip_partitions),
+                ts,
+                key: trip_id.into_bytes().into(),
+                value: Some(serde_json::to_vec(&request)?.into()),
+            })?;
+            requests += 1;
+        }
+        while (pings_sent as f64) < elapsed * drivers as f64 / 4.0 {
+            let d = pings_sent % drivers;
+            let (key, value, ts) = ping(d, 1 + pings_sent / drivers, ts);
+            // Every 100th ping is timed to its position.
+            if pings_sent.is_multiple_of(100) {
+                pinged.lock().expect("pinged").insert(key.clone(), Instant::now());
+            }
+            producer.send(ProducerRecord {
+                topic: pings_topic.clone(),
+                partition: partition_for(key.as_bytes(), ping_partitions),
+                ts,
+                key: key.into_bytes().into(),
+                value: Some(value.into()),
+            })?;
+            pings_sent += 1;
+        }
+        producer.commit(None)?;
+        anyhow::ensure!(running.is_running(), "the engine stopped");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The last matches.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(10)
+        && (matched.lock().expect("matched").len() + no_driver.load(Ordering::Relaxed)) < requests
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    events
+        .join()
+        .map_err(|_| anyhow::anyhow!("the event tail panicked"))??;
+    moves
+        .join()
+        .map_err(|_| anyhow::anyhow!("the position tail panicked"))??;
+    running.shutdown()?;
+    let matched = matched.lock().expect("matched");
+    let offered = offered.lock().expect("offered");
+    let positions = positions.lock().expect("positions");
+    let label = format!("{drivers} drivers, {rate} requests/s");
+    Ok(vec![
+        figure(
+            "matching",
+            format!("{label}: request -> matched p50 (with the accept)"),
+            ms(&matched, 0.50),
+            "ms",
+            None,
+            None,
+        ),
+        figure(
+            "matching",
+            format!("{label}: request -> matched p99"),
+            ms(&matched, 0.99),
+            "ms",
+            None,
+            Some("p99 <= 10 ms at 2,000/s, 50,000 drivers"),
+        ),
+        figure(
+            "matching",
+            format!("{label}: request -> matched max"),
+            matched.max() as f64 / 1000.0,
+            "ms",
+            None,
+            None,
+        ),
+        figure(
+            "matching",
+            format!("{label}: request -> offered p99"),
+            ms(&offered, 0.99),
+            "ms",
+            None,
+            None,
+        ),
+        figure(
+            "matching",
+            format!("{label}: matches/s ({} of {requests} matched)", matched.len()),
+            matched.len() as f64 / secs,
+            "/s",
+            None,
+            None,
+        ),
+        figure(
+            "gps-ingest",
+            format!("{label}: ping -> driver.positions p50"),
+            ms(&positions, 0.50),
+            "ms",
+            None,
+            None,
+        ),
+        figure(
+            "gps-ingest",
+            format!("{label}: ping -> driver.positions p99"),
+            ms(&positions, 0.99),
+            "ms",
+            None,
+            None,
+        ),
+    ])
+}
+
+fn commands_topic(i: &Instance) -> String {
+    format!("{}{}", i.config.topic_prefix, topics::TRIP_COMMANDS)
+}
+
+fn settlement(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
+    use fleetstream_operators::settlement::{fare, trip_postings};
+    use fleetstream_schemas::LedgerEntry;
+    let trips: u64 = if args.quick { 30_000 } else { 500_000 };
+    let dir = tempfile::tempdir()?;
+    let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+    let jobs = i.config.jobs();
+    let tariff = jobs.tariff.get("economy").context("no economy tariff")?.clone();
+    let t0 = base_ts();
+    let postings = move || {
+        let tariff = tariff.clone();
+        (0..trips).flat_map(move |t| {
+            let priced = fare(
+                &tariff,
+                1.0 + (t % 200) as f64 * 0.05,
+                300_000 + (t % 900) as i64 * 1_000,
+                rust_decimal::Decimal::ONE,
+            );
+            let ts = t0 + t as i64 * 10;
+            trip_postings(
+                &format!("t{t:08}"),
+                &format!("r{:06}", t % 200_000),
+                &format!("d{:06}", t % 50_000),
+                &priced,
+                &tariff,
+                ts,
+            )
+            .into_iter()
+            .map(move |e| (e.account_id.clone(), serde_json::to_vec(&e).expect("JSON"), ts))
+        })
+    };
+    let sample: Vec<(String, Vec<u8>, i64)> = postings().take(300_000).collect();
+    let values: Vec<Vec<u8>> = sample.iter().map(|(_, v, _)| v.clone()).collect();
+    let decode = bare_decode::<LedgerEntry>(&values) / 3.0;
+    let keys: Vec<String> = sample.iter().map(|(k, _, _)| k.clone()).collect();
+    let rocks_dir = tempfile::tempdir()?;
+    // A posting writes its wallet and its ledger entry.
+    let rocks = bare_rocksdb(rocks_dir.path(), &keys, 120)? / 2.0 / 3.0;
+    append(
+        &*i.log,
+        &format!("{}{}", i.config.topic_prefix, topics::LEDGER_ENTRIES),
+        postings(),
+    )?;
+    let took = drain(&i.engine)?;
+    let (name, bound) = if decode < rocks {
+        ("bare decode", decode)
+    } else {
+        ("bare RocksDB write", rocks)
+    };
+    Ok(vec![figure(
+        "settlement",
+        "completed trips/s: postings to wallets and ledger (exactly-once)",
+        trips as f64 / took.as_secs_f64(),
+        "/s",
+        limit(name, bound),
+        Some(">= 200,000/s"),
+    )])
+}
+
+fn overtime(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
+    let quick = args.quick;
     let (employees, days) = if quick { (200u64, 20u64) } else { (5_000, 60) };
     let t0 = base_ts();
     let punches = move || {
@@ -371,7 +852,8 @@ fn overtime(quick: bool) -> Result<Vec<Figure>> {
     )])
 }
 
-fn restore(quick: bool) -> Result<Vec<Figure>> {
+fn restore(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
+    let quick = args.quick;
     let keys = if quick { 50_000 } else { 1_000_000 };
     let dir = tempfile::tempdir()?;
     {
@@ -411,7 +893,8 @@ fn restore(quick: bool) -> Result<Vec<Figure>> {
     ])
 }
 
-fn sql(quick: bool) -> Result<Vec<Figure>> {
+fn sql(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
+    let quick = args.quick;
     use fleetstream_schemas::{LedgerEntry, PostingKind};
     use fleetstream_sinks::Table;
     use fleetstream_sinks::rows::Row;
@@ -512,7 +995,8 @@ fn sql(quick: bool) -> Result<Vec<Figure>> {
     ])
 }
 
-fn api(quick: bool) -> Result<Vec<Figure>> {
+fn api(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
+    let quick = args.quick;
     let (batches, batch, concurrency) = if quick {
         (100usize, 500usize, 8usize)
     } else {
@@ -616,14 +1100,17 @@ fn human(v: f64, unit: &str) -> String {
     }
 }
 
-/// A scenario: quick or not, its figures.
-type Run = fn(bool) -> Result<Vec<Figure>>;
+/// A scenario: its figures, and what it leaves for the JSON report.
+type Run = fn(&BenchArgs, &mut Extras) -> Result<Vec<Figure>>;
 
 pub fn bench(args: &BenchArgs) -> Result<Vec<Figure>> {
     let all = args.scenario == Scenario::All;
     let mut figures = Vec::new();
-    let runs: [(Scenario, Run); 5] = [
+    let mut extras = Extras::new();
+    let runs: [(Scenario, Run); 7] = [
         (Scenario::GpsIngest, gps_ingest),
+        (Scenario::Matching, matching),
+        (Scenario::Settlement, settlement),
         (Scenario::Overtime, overtime),
         (Scenario::Restore, restore),
         (Scenario::Sql, sql),
@@ -632,7 +1119,7 @@ pub fn bench(args: &BenchArgs) -> Result<Vec<Figure>> {
     for (scenario, run) in runs {
         if all || args.scenario == scenario {
             eprintln!("running {scenario:?}{}", if args.quick { " (quick)" } else { "" });
-            figures.extend(run(args.quick).with_context(|| format!("scenario {scenario:?}"))?);
+            figures.extend(run(args, &mut extras).with_context(|| format!("scenario {scenario:?}"))?);
         }
     }
     println!(
@@ -655,13 +1142,14 @@ pub fn bench(args: &BenchArgs) -> Result<Vec<Figure>> {
         );
     }
     if args.json {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "figures": figures,
             "quick": args.quick,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "git": git_revision(),
             "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
         });
+        json.as_object_mut().expect("an object").extend(extras);
         println!("{json}");
     }
     if cfg!(debug_assertions) {
