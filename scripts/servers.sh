@@ -425,12 +425,26 @@ tansu_start() {
   end=$((SECONDS + TIMEOUT))
   while ((SECONDS < end)); do
     if [[ -s $DIR/tansu/tansu.pid ]]; then
-      tcp_open "$KAFKA_PORT" && tansu_running && return 0
+      tcp_open "$KAFKA_PORT" && tansu_running && { tansu_index; return 0; }
       tansu_running || { reason="the broker exited" && break; }
     fi
     sleep 0.1
   done
   fail_start "tansu (port $KAFKA_PORT)" "$reason" "$DIR/tansu/tansu.log"
+}
+
+# tansu 0.6 (sqlite) finds each fetched record's headers by scanning its whole header table, so
+# every record stored with headers slows every later fetch (Quix Streams' changelogs carry two
+# per record: reads fall to a few thousand records/s, then time out). An index on the columns of
+# that lookup removes the scan. Best effort: a broker without it works, only slower.
+tansu_index() {
+  python3 - "$DIR/tansu/tansu.db" <<'PY' || log "tansu: the header index could not be made (reads of records with headers will be slow)"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=10)
+if db.execute("select 1 from sqlite_master where type = 'table' and name = 'header'").fetchone():
+    db.execute("create index if not exists header_topition_offset on header (topition, offset_id)")
+    db.commit()
+PY
 }
 
 tansu_stop() { stop_pid "$(tansu_pid)" "sqlite://$DIR/tansu/" tansu; }

@@ -1,5 +1,6 @@
 //! `fleetstream run` on the embedded log: a restarted run continues from its committed offsets
-//! with its state, and Ctrl-C stops it cleanly.
+//! with its state, and Ctrl-C stops it cleanly; `fleetstream simulate --direct` writes the city
+//! straight into the log.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
