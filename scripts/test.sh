@@ -13,7 +13,7 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 log "starting PostgreSQL, ClickHouse and tansu on loopback"
-servers_dir=${FLEETSTREAM_SERVERS_DIR:-/tmp/fleetstream-servers-$(id -u)}
+servers_dir=${FLEETSTREAM_TEST_SERVERS_DIR:-/tmp/fleetstream-servers-$(id -u)}
 trap 'scripts/servers.sh stop "$servers_dir" || true' EXIT
 eval "$(scripts/servers.sh start "$servers_dir")"
 log "cargo test"
