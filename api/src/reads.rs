@@ -22,8 +22,7 @@ use fleetstream_queries::QueryError;
 use fleetstream_queries::format::{Format, decimals_as_strings};
 use fleetstream_schemas::topics;
 use fleetstream_sinks::export::{ExportFormat, latest_records, write_overtime};
-use fleetstream_topology::TopicPartition;
-use fleetstream_topology::log::Membership;
+use fleetstream_topology::log::consumer_at_end;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -645,17 +644,7 @@ pub fn tail_trip_events(api: Api) -> Tail {
             let mut consumer = None;
             while !stopped.load(Ordering::Relaxed) {
                 if consumer.is_none() {
-                    let opened = (|| -> Result<_, fleetstream_topology::LogError> {
-                        let n = log.partitions(&topic)?;
-                        let mut positions = Vec::new();
-                        for p in 0..n {
-                            let tp = TopicPartition::new(topic.clone(), p);
-                            positions.push((tp.clone(), log.end_offset(&tp)?));
-                        }
-                        let mut c = log.consumer(Membership::Manual)?;
-                        c.assign(&positions)?;
-                        Ok(c)
-                    })();
+                    let opened = consumer_at_end(&*log, &topic);
                     match opened {
                         Ok(c) => consumer = Some(c),
                         Err(e) => {

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use fleetstream_operators::topology::{self, Stores};
+use fleetstream_topology::Engine;
 use fleetstream_topology::log::Log;
 use fleetstream_topology::log::embedded::{EmbeddedLog, EmbeddedOptions};
 use fleetstream_topology::log::kafka::KafkaLog;
@@ -63,4 +65,17 @@ pub fn open(config: &AppConfig) -> Result<Backend> {
     } else {
         embedded(config, &config.data_dir)
     }
+}
+
+/// The configuration's jobs as a topology, and the engine that runs it over `backend` (not yet
+/// started), with the jobs' stores for queries.
+pub fn engine(config: &AppConfig, backend: &Backend) -> Result<(Engine, Stores)> {
+    let jobs = topology::build(&config.app_id, &config.jobs()).context("building the topology")?;
+    let engine = Engine::new(
+        jobs.topology,
+        backend.log.clone(),
+        backend.state.clone(),
+        config.engine(),
+    )?;
+    Ok((engine, jobs.stores))
 }

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use fleetstream_operators::topology;
-use fleetstream_topology::Engine;
 use tracing::info;
 
 use crate::backend;
@@ -50,13 +48,7 @@ pub fn load_config(args: &RunArgs) -> Result<AppConfig> {
 pub async fn run(args: RunArgs) -> Result<()> {
     let config = load_config(&args)?;
     let backend = backend::open(&config)?;
-    let jobs = topology::build(&config.app_id, &config.jobs()).context("building the topology")?;
-    let engine = Engine::new(
-        jobs.topology,
-        backend.log.clone(),
-        backend.state.clone(),
-        config.engine(),
-    )?;
+    let (engine, stores) = backend::engine(&config, &backend)?;
     if let Some(input) = &args.input {
         let count = crate::commands::topics::produce(&*backend.log, input, &config.topic_prefix)?;
         info!(records = count, file = %input.display(), "input appended");
@@ -66,7 +58,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let edge = if config.api.addr.trim().is_empty() {
         None
     } else {
-        Some(crate::edge::start(&config, &engine, jobs.stores.clone(), ready.clone()).await?)
+        Some(crate::edge::start(&config, &engine, stores.clone(), ready.clone()).await?)
     };
     let sinks = crate::sinks::start(&config, &backend.log, crate::sinks::Which::ConfiguredOrDefault)?;
     eprintln!(

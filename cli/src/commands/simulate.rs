@@ -303,14 +303,7 @@ impl Direct {
         config.api.rate_limit = u32::MAX;
         config.api.burst = u32::MAX;
         let backend = crate::backend::open(&config)?;
-        let jobs = fleetstream_operators::topology::build(&config.app_id, &config.jobs())
-            .context("building the topology")?;
-        let engine = fleetstream_topology::Engine::new(
-            jobs.topology,
-            backend.log.clone(),
-            backend.state.clone(),
-            config.engine(),
-        )?;
+        let (engine, stores) = crate::backend::engine(&config, &backend)?;
         let running = if backend.log.is_distributed() {
             None
         } else {
@@ -323,7 +316,7 @@ impl Direct {
             Duration::from_secs(7 * 24 * 3600),
         )?;
         let ready = Arc::new(AtomicBool::new(true));
-        let api = crate::edge::api(&config, &engine, jobs.stores, keys, ready)?;
+        let api = crate::edge::api(&config, &engine, stores, keys, ready)?;
         let tail = fleetstream_api::reads::tail_trip_events(api.clone());
         let router = fleetstream_api::router(api);
         Ok((Direct { running, tail }, Transport::InProcess { router, token }))

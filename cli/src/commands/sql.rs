@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use fleetstream_operators::topology;
 use fleetstream_queries::format::{Format, render};
 use fleetstream_queries::{QueryEngine, QueryError, StoreSource};
 use fleetstream_topology::Engine;
@@ -146,19 +145,13 @@ impl LocalQueries {
                 e
             }
         })?;
-        let jobs = topology::build(&config.app_id, &config.jobs()).context("building the topology")?;
-        let engine = Engine::new(
-            jobs.topology,
-            backend.log.clone(),
-            backend.state.clone(),
-            config.engine(),
-        )?;
+        let (engine, stores) = backend::engine(config, &backend)?;
         // Opening every task restores its stores from the changelogs (from the local checkpoint).
         let lockstep = tokio::task::block_in_place(|| engine.lockstep())?;
         let mut sources = config.query_sources();
         sources.stores = Some(StoreSource {
             registry: engine.registry(),
-            stores: jobs.stores,
+            stores,
             remote: None,
         });
         let queries = QueryEngine::new(sources, limits).map_err(|e| anyhow::anyhow!("{e}"))?;

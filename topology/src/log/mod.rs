@@ -155,6 +155,20 @@ pub trait Consumer: Send {
     fn resume(&mut self, tps: &[TopicPartition]);
 }
 
+/// A consumer outside any group, on every partition of `topic` from its current end: it reads
+/// only what is appended from now on (tails, live feeds).
+pub fn consumer_at_end(log: &dyn Log, topic: &str) -> Result<Box<dyn Consumer>, LogError> {
+    let mut positions = Vec::new();
+    for p in 0..log.partitions(topic)? {
+        let tp = TopicPartition::new(topic, p);
+        let end = log.end_offset(&tp)?;
+        positions.push((tp, end));
+    }
+    let mut consumer = log.consumer(Membership::Manual)?;
+    consumer.assign(&positions)?;
+    Ok(consumer)
+}
+
 /// Splits `0..partitions` into `members` contiguous ranges and returns member `member`'s.
 /// The same rule as Kafka's range assignor, so co-partitioned topics land together.
 pub fn range_assignment(partitions: u32, member: u32, members: u32) -> std::ops::Range<u32> {
