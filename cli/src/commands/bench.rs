@@ -63,6 +63,18 @@ pub struct BenchArgs {
     /// Also run gps-ingest on this Kafka cluster (host:port), e.g. the test broker.
     #[arg(long)]
     pub kafka: Option<String>,
+    /// Stream threads per instance (default: one per core). gps-ingest also runs one thread to
+    /// show how it scales.
+    #[arg(long)]
+    pub threads: Option<u32>,
+}
+
+impl BenchArgs {
+    fn threads(&self) -> u32 {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32))
+            .max(1)
+    }
 }
 
 /// What a scenario leaves for the JSON report besides its figures.
@@ -136,15 +148,21 @@ struct Instance {
     stores: fleetstream_operators::topology::Stores,
 }
 
-fn instance(dir: &Path, guarantee: Guarantee) -> Result<Instance> {
-    instance_with(dir, guarantee, |_| {})
+fn instance(args: &BenchArgs, dir: &Path, guarantee: Guarantee) -> Result<Instance> {
+    instance_with(args.threads(), dir, guarantee, |_| {})
 }
 
 /// A fresh instance in `dir`, its configuration adjusted by `adjust` (e.g. a Kafka cluster).
-fn instance_with(dir: &Path, guarantee: Guarantee, adjust: impl FnOnce(&mut AppConfig)) -> Result<Instance> {
+fn instance_with(
+    threads: u32,
+    dir: &Path,
+    guarantee: Guarantee,
+    adjust: impl FnOnce(&mut AppConfig),
+) -> Result<Instance> {
     let mut config = AppConfig::load(None)?;
     config.data_dir = dir.to_path_buf();
     config.processing.guarantee = guarantee;
+    config.processing.threads = threads;
     config.api.addr = String::new();
     adjust(&mut config);
     let backend = crate::backend::open(&config)?;
@@ -296,21 +314,32 @@ fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
     let rocks_dir = tempfile::tempdir()?;
     let rocks = bare_rocksdb(rocks_dir.path(), &keys, 120)?;
     let mut bare_reads = Vec::new();
-    for (guarantee, label, target) in [
-        (Guarantee::AtLeastOnce, "at-least-once", ">= 1,000,000/s"),
-        (Guarantee::ExactlyOnce, "exactly-once", ">= 70 % of at-least-once"),
-    ] {
+    let threads = args.threads();
+    let mut runs = vec![
+        (threads, Guarantee::AtLeastOnce, "at-least-once", ">= 1,000,000/s"),
+        (
+            threads,
+            Guarantee::ExactlyOnce,
+            "exactly-once",
+            ">= 70 % of at-least-once",
+        ),
+    ];
+    if threads > 1 {
+        runs.push((1, Guarantee::AtLeastOnce, "at-least-once", ""));
+    }
+    for (threads, guarantee, label, target) in runs {
         let dir = tempfile::tempdir()?;
-        let i = instance(dir.path(), guarantee)?;
+        let i = instance_with(threads, dir.path(), guarantee, |_| {})?;
         let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
         append(&*i.log, &topic, pings(n, drivers))?;
         let read = bare_read(&*i.log, &topic, n)?;
         bare_reads.push(read);
         let took = drain(&i.engine)?;
         let rate = n as f64 / took.as_secs_f64();
+        let plural = if threads == 1 { "" } else { "s" };
         out.push(figure(
             "gps-ingest",
-            format!("embedded, {label}: pings/s"),
+            format!("embedded, {label}, {threads} thread{plural}: pings/s"),
             rate,
             "/s",
             tightest(&[
@@ -318,11 +347,13 @@ fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
                 ("bare decode", decode),
                 ("bare RocksDB write", rocks),
             ]),
-            Some(target),
+            (!target.is_empty()).then_some(target),
         ));
     }
     if let Some(brokers) = &args.kafka {
-        out.extend(gps_ingest_kafka(brokers, n, drivers, decode, rocks, extras)?);
+        out.extend(gps_ingest_kafka(
+            args, brokers, n, drivers, decode, rocks, extras,
+        )?);
     }
     out.push(figure(
         "gps-ingest",
@@ -354,6 +385,7 @@ fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
 
 /// gps-ingest on Kafka, at-least-once, beside a bare `rdkafka` consumer over the same topic.
 fn gps_ingest_kafka(
+    args: &BenchArgs,
     brokers: &str,
     n: u64,
     drivers: u64,
@@ -368,7 +400,7 @@ fn gps_ingest_kafka(
             .as_millis()
     );
     let dir = tempfile::tempdir()?;
-    let i = instance_with(dir.path(), Guarantee::AtLeastOnce, |c| {
+    let i = instance_with(args.threads(), dir.path(), Guarantee::AtLeastOnce, |c| {
         c.kafka.brokers = brokers.to_string();
         c.app_id = run.clone();
         c.topic_prefix = format!("{run}.");
@@ -470,7 +502,7 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
         (50_000, 2_000.0, 20.0)
     };
     let dir = tempfile::tempdir()?;
-    let i = instance(dir.path(), Guarantee::AtLeastOnce)?;
+    let i = instance(args, dir.path(), Guarantee::AtLeastOnce)?;
     let topic = |t: &str| format!("{}{}", i.config.topic_prefix, t);
     let now = || Utc::now().timestamp_millis();
     let position = |d: u64| {
@@ -738,7 +770,7 @@ fn settlement(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     use fleetstream_schemas::LedgerEntry;
     let trips: u64 = if args.quick { 30_000 } else { 500_000 };
     let dir = tempfile::tempdir()?;
-    let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+    let i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
     let jobs = i.config.jobs();
     let tariff = jobs.tariff.get("economy").context("no economy tariff")?.clone();
     let t0 = base_ts();
@@ -819,7 +851,7 @@ fn overtime(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     let n = values.len() as u64;
     let decode = bare_decode::<Punch>(&values);
     let dir = tempfile::tempdir()?;
-    let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+    let i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
     let topic = format!("{}{}", i.config.topic_prefix, topics::TIMESHEET_PUNCHES);
     append(&*i.log, &topic, punches())?;
     let took = drain(&i.engine)?;
@@ -838,20 +870,20 @@ fn restore(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     let keys = if quick { 50_000 } else { 1_000_000 };
     let dir = tempfile::tempdir()?;
     {
-        let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+        let i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
         let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
         append(&*i.log, &topic, pings(keys, keys))?;
         drain(&i.engine)?;
     }
     // With the local checkpoint: only what the checkpoint lacks is replayed.
     let with_checkpoint = {
-        let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+        let i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
         drain(&i.engine)?
     };
     // Without local state: every store is rebuilt from its changelog.
     std::fs::remove_dir_all(dir.path().join("state")).context("removing the local state")?;
     let without = {
-        let i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+        let i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
         drain(&i.engine)?
     };
     Ok(vec![
@@ -920,7 +952,7 @@ fn sql(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     };
     // A store to look up in: drivers after some pings.
     let store_dir = tempfile::tempdir()?;
-    let i = instance(store_dir.path(), Guarantee::ExactlyOnce)?;
+    let i = instance(args, store_dir.path(), Guarantee::ExactlyOnce)?;
     let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
     append(&*i.log, &topic, pings(50_000, 50_000))?;
     drain(&i.engine)?;
@@ -984,7 +1016,7 @@ fn api(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
         (1_000, 1_000, 32)
     };
     let dir = tempfile::tempdir()?;
-    let mut i = instance(dir.path(), Guarantee::ExactlyOnce)?;
+    let mut i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
     i.config.api.addr = "127.0.0.1:0".into();
     i.config.api.rate_limit = 1_000_000;
     i.config.api.burst = 1_000_000;
@@ -1126,6 +1158,7 @@ pub fn bench(args: &BenchArgs) -> Result<Vec<Figure>> {
         let mut json = serde_json::json!({
             "figures": figures,
             "quick": args.quick,
+            "threads": args.threads(),
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "git": git_revision(),
             "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},

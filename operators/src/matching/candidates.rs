@@ -56,6 +56,14 @@ impl MarketIndex {
     }
 
     pub fn upsert(&mut self, view: DriverView) {
+        // Most pings leave a driver in the cells it was in: only the view changes.
+        if let Some(old) = self.drivers.get_mut(&view.driver_id)
+            && old.cell9 == view.cell9
+            && old.cell7 == view.cell7
+        {
+            *old = view;
+            return;
+        }
         self.remove(&view.driver_id);
         self.by_cell9
             .entry(view.cell9)
@@ -204,6 +212,23 @@ mod tests {
                 let lng = 13.40 + rng.gen_range(-0.12..0.12);
                 index.upsert(view(&format!("d{i:03}"), lat, lng, rng.gen_range(-40_000..1_000)));
             }
+            // Later pings: some stay in their cells, some move, some go stale or busy.
+            for _ in 0..rng.gen_range(0..60) {
+                let id = format!("d{:03}", rng.gen_range(0..60));
+                let Some(mut v) = index.get(&id).cloned() else {
+                    continue;
+                };
+                let step = if rng.gen_bool(0.5) { 0.00002 } else { 0.02 };
+                v.lat += rng.gen_range(-step..step);
+                v.lng += rng.gen_range(-step..step);
+                v.cell9 = geo::cell9(v.lat, v.lng).into();
+                v.cell7 = geo::cell(v.lat, v.lng, Resolution::Seven).into();
+                v.ping_ts = rng.gen_range(-40_000..1_000);
+                if rng.gen_bool(0.1) {
+                    v.busy = Some("t".into());
+                }
+                index.upsert(v);
+            }
             let pickup = (
                 52.52 + rng.gen_range(-0.05..0.05),
                 13.40 + rng.gen_range(-0.05..0.05),
@@ -237,6 +262,32 @@ mod tests {
         assert_eq!(best(&|_| false).as_deref(), Some("near"));
         assert_eq!(best(&|id| id == "near").as_deref(), Some("far"));
         assert_eq!(index.supply(view("x", 52.52, 13.40, 0).cell7, &availability), 2);
+    }
+
+    #[test]
+    fn upsert_within_a_cell_replaces_the_view() {
+        let mut index = MarketIndex::default();
+        index.upsert(view("d", 52.52, 13.40, 0));
+        let mut later = view("d", 52.520001, 13.400001, 5_000);
+        assert_eq!(later.cell9, index.get("d").unwrap().cell9, "same cell");
+        later.busy = Some("t1".into());
+        index.upsert(later.clone());
+        assert_eq!(index.get("d"), Some(&later));
+        let availability = Availability {
+            at: 5_000,
+            freshness_ms: 30_000,
+        };
+        assert!(
+            index
+                .best((52.52, 13.40), "economy", 1.0, &availability, &|_| false)
+                .is_none(),
+            "busy now"
+        );
+        index.upsert(view("d", 52.52, 13.40, 5_000));
+        assert_eq!(index.supply(later.cell7, &availability), 1);
+        index.remove("d");
+        assert!(index.is_empty());
+        assert_eq!(index.supply(later.cell7, &availability), 0);
     }
 
     #[test]

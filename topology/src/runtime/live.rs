@@ -5,9 +5,10 @@
 //! processed), partitions taken away are committed and closed there too. The loop polls,
 //! hands records to their tasks, lets each task process its buffered records in timestamp
 //! order, runs wall-clock punctuations, and commits every `commit_interval` — or at once
-//! when there is nothing left to read, and after `commit_interval / 20` when what one poll
-//! brought is processed and the poll was not full: latency stays low under light and steady
-//! load (each hop through a topic waits for a commit), and commits batch under heavy load.
+//! when there is nothing left to read, and `commit_linger` after the last commit when what one
+//! poll brought is processed and the poll was not full: latency stays low under light and
+//! steady load (each hop through a topic waits for a commit), and commits batch under heavy
+//! load.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -247,6 +248,7 @@ fn run_session(
     )?;
 
     let commit_interval = shared.config.commit_interval;
+    let linger = shared.config.commit_linger.min(commit_interval);
     let poll_records = shared.config.poll_records;
     let max_buffered = poll_records * 8;
     let mut last_commit = Instant::now();
@@ -263,9 +265,18 @@ fn run_session(
             if let Some(e) = errors.lock().take() {
                 return Err(e);
             }
-            let buffered = tasks.lock().tasks.values().map(|t| t.buffered()).sum::<usize>();
+            let (buffered, dirty) = {
+                let tasks = tasks.lock();
+                let buffered = tasks.tasks.values().map(|t| t.buffered()).sum::<usize>();
+                (buffered, tasks.is_dirty())
+            };
             let timeout = if buffered > 0 {
                 Duration::ZERO
+            } else if dirty {
+                // Wait for more only until the lingering commit is due.
+                linger
+                    .saturating_sub(last_commit.elapsed())
+                    .max(Duration::from_micros(100))
             } else {
                 Duration::from_millis(50)
             };
@@ -296,8 +307,8 @@ fn run_session(
             let idle = !processed_any && drained;
             // Everything the log had is processed: commit soon, so that what it produced is
             // visible downstream (the next hop of a repartition, an output topic) without
-            // waiting out the interval. A short gap still batches commits under steady load.
-            let caught_up_now = drained && short_poll && last_commit.elapsed() >= commit_interval / 20;
+            // waiting out the interval. Lingering a little batches commits under steady load.
+            let caught_up_now = drained && short_poll && last_commit.elapsed() >= linger;
             let due = last_commit.elapsed() >= commit_interval || caught_up_now;
             if (due || idle) && tasks.is_dirty() {
                 tasks.commit(false)?;

@@ -59,6 +59,11 @@ pub struct EngineConfig {
     pub guarantee: Guarantee,
     /// Longest time between commits; a thread with nothing to read commits at once.
     pub commit_interval: Duration,
+    /// How long a thread that has processed everything a short poll brought waits for more
+    /// before it commits: each hop through a topic waits for a commit, so this bounds the
+    /// latency a hop adds under light and steady load, while commits still batch under heavy
+    /// load (full polls commit every `commit_interval`).
+    pub commit_linger: Duration,
     /// How often a task writes a local checkpoint (always on a clean close).
     pub checkpoint_interval: Duration,
     /// Records fetched per poll.
@@ -78,6 +83,7 @@ impl Default for EngineConfig {
             threads: 1,
             guarantee: Guarantee::ExactlyOnce,
             commit_interval: Duration::from_millis(100),
+            commit_linger: Duration::from_micros(500),
             checkpoint_interval: Duration::from_secs(5),
             poll_records: 2000,
             create_source_topics: true,

@@ -238,7 +238,7 @@ impl PartitionStore {
         if from >= self.cache_base {
             let skip = (from - self.cache_base) as usize;
             let take = (upto - from) as usize;
-            return Ok(self.cache.iter().skip(skip).take(take).cloned().collect());
+            return Ok(self.cache.range(skip..skip + take).cloned().collect());
         }
         self.read_disk(from, upto)
     }
