@@ -30,7 +30,7 @@ use anyhow::{Context as _, Result};
 use chrono::{TimeZone as _, Utc};
 use fleetstream_schemas::{GpsPing, Punch, PunchKind, topics};
 use fleetstream_topology::log::{Log, Membership};
-use fleetstream_topology::{Engine, Guarantee, ProducerRecord, TopicPartition, partition_for};
+use fleetstream_topology::{Engine, Guarantee, ProducerRecord, RunningEngine, TopicPartition, partition_for};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -201,17 +201,21 @@ fn append(log: &dyn Log, topic: &str, records: impl Iterator<Item = (String, Vec
 fn drain(engine: &Engine) -> Result<Duration> {
     let started = Instant::now();
     let running = engine.start()?;
-    while !running.is_caught_up() {
-        anyhow::ensure!(running.is_running(), "the engine stopped");
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(1800),
-            "not caught up after 30 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_caught_up(&running, Duration::from_secs(1800), "not caught up")?;
     let took = started.elapsed();
     running.shutdown()?;
     Ok(took)
+}
+
+/// Waits until the engine has processed every input record, failing once `limit` has passed.
+fn wait_caught_up(running: &RunningEngine, limit: Duration, what: &str) -> Result<()> {
+    let started = Instant::now();
+    while !running.is_caught_up() {
+        anyhow::ensure!(running.is_running(), "the engine stopped");
+        anyhow::ensure!(started.elapsed() < limit, "{what} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 fn base_ts() -> i64 {
@@ -545,15 +549,7 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
         (0..drivers).map(|d| ping(d, 0, t0)),
     )?;
     let running = i.engine.start()?;
-    let warm = Instant::now();
-    while !running.is_caught_up() {
-        anyhow::ensure!(running.is_running(), "the engine stopped");
-        anyhow::ensure!(
-            warm.elapsed() < Duration::from_secs(600),
-            "drivers not online after 10 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_caught_up(&running, Duration::from_secs(600), "drivers not online")?;
 
     // Offers are accepted as soon as they are seen; matches and positions are timed.
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
