@@ -235,6 +235,103 @@ async fn accepted_one(
     Ok((StatusCode::ACCEPTED, serde_json::to_value(one).expect("JSON")))
 }
 
+/// The usual batch of pings decoded in one pass: an array (or `{"pings": [...]}`) of pings that
+/// are all well-formed, valid and the caller's to send. Gives the same pings as the general path
+/// (the same defaults for `ts` and `event_id`); `None` for anything else, which the general path
+/// then accepts or refuses, naming the offending field.
+fn pings_in_one_pass(
+    body: &[u8],
+    max: usize,
+    idempotency: Option<&str>,
+    principal: &Principal,
+) -> Option<Vec<GpsPing>> {
+    /// A ping as sent: `event_id` and `ts` may be left out (but not be `null`).
+    #[derive(serde::Deserialize)]
+    struct Sent {
+        #[serde(default, deserialize_with = "present")]
+        event_id: Option<String>,
+        driver_id: String,
+        lat: f64,
+        lng: f64,
+        #[serde(default)]
+        speed_kmh: Option<f64>,
+        #[serde(default)]
+        heading: Option<f64>,
+        #[serde(default, deserialize_with = "present_ts")]
+        ts: Option<fleetstream_schemas::time::Timestamp>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Wrapped {
+        pings: Vec<Sent>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(Some)
+    }
+    fn present_ts<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<fleetstream_schemas::time::Timestamp>, D::Error> {
+        fleetstream_schemas::time::rfc3339::deserialize(d).map(Some)
+    }
+
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    let sent: Vec<Sent> = match first {
+        b'[' => serde_json::from_slice(body).ok()?,
+        b'{' => serde_json::from_slice::<Wrapped>(body).ok()?.pings,
+        _ => return None,
+    };
+    if sent.is_empty() || sent.len() > max {
+        return None;
+    }
+    let now = || {
+        let text = fleetstream_schemas::time::format(&chrono::Utc::now());
+        fleetstream_schemas::time::parse(&text).expect("formatted timestamps parse")
+    };
+    let stable = idempotency.map(uuid_from);
+    let mut pings = Vec::with_capacity(sent.len());
+    for (i, s) in sent.into_iter().enumerate() {
+        let event_id = s.event_id.unwrap_or_else(|| match &stable {
+            Some(stable) => format!("ping-{stable}-{i}"),
+            None => format!("ping-{}", uuid::Uuid::new_v4().simple()),
+        });
+        let ping = GpsPing {
+            event_id,
+            driver_id: s.driver_id,
+            lat: s.lat,
+            lng: s.lng,
+            speed_kmh: s.speed_kmh,
+            heading: s.heading,
+            ts: s.ts.unwrap_or_else(now),
+        };
+        ping.validate().ok()?;
+        principal.require_self(&ping.driver_id, "driver_id").ok()?;
+        pings.push(ping);
+    }
+    Some(pings)
+}
+
+/// Pings from any accepted shape of body, each defaulted, decoded and validated on its own, so
+/// that an error names the offending field (`pings[3].lat`).
+fn pings_in_general(
+    body: &Bytes,
+    max: usize,
+    idempotency: Option<&str>,
+    principal: &Principal,
+) -> Result<Vec<GpsPing>, ApiError> {
+    let (items, prefix) = one_or_many(body_json(body)?, "pings", max)?;
+    let many = prefix != "$";
+    let mut pings = Vec::with_capacity(items.len());
+    for (i, mut map) in items.into_iter().enumerate() {
+        let p = at(&prefix, i, many);
+        default_ts(&mut map);
+        default_id(&mut map, "event_id", "ping", idempotency, i);
+        let ping: GpsPing = decode(map, &p)?;
+        principal.require_self(&ping.driver_id, &join(&p, "driver_id"))?;
+        pings.push(ping);
+    }
+    Ok(pings)
+}
+
 /// `POST /v1/gps`: one ping, an array of pings, or `{"pings": [...]}`.
 #[utoipa::path(post, path = "/v1/gps", tag = "commands",
     request_body(content = crate::bodies::GpsBody, description = "A ping, an array of them, or `{\"pings\": [...]}`"),
@@ -244,23 +341,16 @@ async fn accepted_one(
 pub async fn gps(State(api): State<Api>, principal: Principal, headers: HeaderMap, body: Bytes) -> Response {
     let work = async {
         principal.require(&[Role::App, Role::Driver])?;
-        let (items, prefix) = one_or_many(body_json(&body)?, "pings", api.parts().limits.max_batch)?;
-        let many = prefix != "$";
         let key = idempotency_key(&headers);
-        let mut records = Vec::with_capacity(items.len());
-        for (i, mut map) in items.into_iter().enumerate() {
-            let p = at(&prefix, i, many);
-            default_ts(&mut map);
-            default_id(&mut map, "event_id", "ping", key.as_deref(), i);
-            let ping: GpsPing = decode(map, &p)?;
-            principal.require_self(&ping.driver_id, &join(&p, "driver_id"))?;
-            records.push(outgoing(
-                topics::GPS_PINGS,
-                &ping.driver_id,
-                &ping,
-                to_millis(&ping.ts),
-            ));
-        }
+        let max = api.parts().limits.max_batch;
+        let pings = match pings_in_one_pass(&body, max, key.as_deref(), &principal) {
+            Some(pings) => pings,
+            None => pings_in_general(&body, max, key.as_deref(), &principal)?,
+        };
+        let records = pings
+            .iter()
+            .map(|ping| outgoing(topics::GPS_PINGS, &ping.driver_id, ping, to_millis(&ping.ts)))
+            .collect();
         accepted(&api, records).await
     };
     idempotent(&api, &principal, &headers, work).await
@@ -465,4 +555,88 @@ pub async fn punches(
         accepted(&api, records).await
     };
     idempotent(&api, &principal, &headers, work).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> Principal {
+        Principal {
+            sub: "bench".into(),
+            role: Role::App,
+        }
+    }
+
+    #[test]
+    fn one_pass_gives_what_the_general_path_gives() {
+        let bodies = [
+            r#"[{"driver_id":"d1","lat":52.5,"lng":13.4,"event_id":"e1","ts":"2026-11-02T07:00:00+01:00"}]"#,
+            r#"{"pings":[{"driver_id":"d1","lat":52,"lng":13,"event_id":"e1","ts":"2026-11-02T06:00:00Z","speed_kmh":null,"heading":90,"extra":1},
+                         {"driver_id":"d2","lat":-33.9,"lng":151.2,"ts":"2026-11-02T06:00:01Z","speed_kmh":12.5}]}"#,
+            r#" [ {"driver_id":"d3","lat":0,"lng":0,"ts":"2026-11-02T06:00:00Z"}, {"driver_id":"d3","lat":1e-3,"lng":-1.5e1,"ts":"2026-11-02T06:00:00.123Z"} ] "#,
+        ];
+        for body in bodies {
+            let body = Bytes::from(body);
+            let fast = pings_in_one_pass(&body, 10, Some("retry-1"), &app()).expect("the usual batch");
+            let general = pings_in_general(&body, 10, Some("retry-1"), &app()).expect("valid");
+            assert_eq!(fast, general, "{body:?}");
+        }
+        // Without an idempotency key the ids are random, but shaped alike; ts defaults to now.
+        let body = Bytes::from(r#"[{"driver_id":"d1","lat":52.5,"lng":13.4}]"#);
+        let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+        let fast = pings_in_one_pass(&body, 10, None, &app()).expect("the usual batch");
+        assert!(fast[0].event_id.starts_with("ping-") && fast[0].event_id.len() == 37);
+        assert!(fast[0].ts >= before && fast[0].ts <= chrono::Utc::now());
+        assert_eq!(
+            fast[0].ts,
+            fleetstream_schemas::time::parse(&fleetstream_schemas::time::format(&fast[0].ts)).unwrap()
+        );
+    }
+
+    #[test]
+    fn one_pass_leaves_everything_else_to_the_general_path() {
+        let driver = Principal {
+            sub: "d1".into(),
+            role: Role::Driver,
+        };
+        let refused = [
+            // One ping, not a batch.
+            r#"{"driver_id":"d1","lat":52.5,"lng":13.4}"#,
+            // null where the general path refuses null.
+            r#"[{"driver_id":"d1","lat":52.5,"lng":13.4,"event_id":null}]"#,
+            r#"[{"driver_id":"d1","lat":52.5,"lng":13.4,"ts":null}]"#,
+            // Invalid values, bad shapes, limits.
+            r#"[{"driver_id":"d1","lat":95,"lng":13.4}]"#,
+            r#"[{"driver_id":"d1","lat":52.5,"lng":13.4,"heading":400}]"#,
+            r#"[{"driver_id":"d1","lat":52.5,"lng":13.4,"ts":"2026-11-02T06:00:00"}]"#,
+            r#"[{"driver_id":"d 1","lat":52.5,"lng":13.4}]"#,
+            r#"[{"driver_id":"d1","lat":52.5,"lng":13.4,"lat":52.6}]"#,
+            r#"{"pings":[{"driver_id":"d1","lat":52.5,"lng":13.4}],"other":1}"#,
+            r#"[]"#,
+            r#"[1]"#,
+            r#"not json"#,
+        ];
+        for body in refused {
+            assert!(
+                pings_in_one_pass(body.as_bytes(), 10, None, &app()).is_none(),
+                "{body}"
+            );
+        }
+        let many = format!("[{}]", [r#"{"driver_id":"d1","lat":1,"lng":1}"#; 11].join(","));
+        assert!(
+            pings_in_one_pass(many.as_bytes(), 10, None, &app()).is_none(),
+            "over the batch limit"
+        );
+        let other = r#"[{"driver_id":"d2","lat":52.5,"lng":13.4}]"#;
+        assert!(
+            pings_in_one_pass(other.as_bytes(), 10, None, &driver).is_none(),
+            "another driver's ping"
+        );
+        let own = r#"[{"driver_id":"d1","lat":52.5,"lng":13.4}]"#;
+        assert!(pings_in_one_pass(own.as_bytes(), 10, None, &driver).is_some());
+        // What the general path says of them names the field.
+        let e = pings_in_general(&Bytes::from(r#"{"pings":[{"driver_id":"d1","lat":52.5,"lng":13.4},{"driver_id":"d1","lat":95,"lng":13.4}]}"#), 10, None, &app()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("pings[1].lat"), "{e:?}");
+    }
 }

@@ -40,28 +40,99 @@ pub fn market_of(lat: f64, lng: f64, market_res: u8) -> CellIndex {
     fine.parent(resolution(market_res)).unwrap_or(fine)
 }
 
-/// Every market with any point within `radius_km` of the position, its own first.
+/// The markets a driver at a position must be replicated to: every market with a point within
+/// `radius_km` of any point of the position's resolution-7 cell, its own market first.
 ///
-/// Found through the resolution-7 cells around the position: a disk wide enough to hold every
-/// point within the radius (with margin for H3's distortion), mapped to their parents. The set
-/// may hold a market slightly farther than the radius — a superset is what correctness needs:
-/// a market only ever ranks drivers by their exact haversine distance.
-pub fn markets_within(lat: f64, lng: f64, radius_km: f64, market_res: u8) -> Vec<CellIndex> {
+/// Replicas are recomputed when the driver's resolution-7 cell changes, so the set must hold
+/// for every position in that cell, not only this one. By the triangle inequality it is enough
+/// that a market has a point within `radius_km + margin` of this position, where the margin is
+/// the farthest corner of the cell (a cell is convex: no point of it lies farther).
+///
+/// A market is a set of resolution-7 cells (see [`market_of`]); each cell of a disk wide
+/// enough for the reach is measured exactly — distance to its polygon — and adds its parent
+/// when within reach. The planar measure around the position errs by well under 1 % at this
+/// range, which the `+1 % + 50 m` allowance covers: the set is a superset, as correctness needs
+/// (a market ranks drivers by their exact haversine distance), but not the three times larger
+/// one a disk alone would give.
+pub fn replica_markets(lat: f64, lng: f64, radius_km: f64, market_res: u8) -> Vec<CellIndex> {
     let res = resolution(market_res);
-    let fine = if (res as u8) >= 7 { res } else { Resolution::Seven };
-    let center = cell(lat, lng, fine);
+    let fine_res = if (res as u8) >= 7 { res } else { Resolution::Seven };
+    let center = cell(lat, lng, fine_res);
     let own = center.parent(res).unwrap_or(center);
-    let k = rings_to_cover(fine, radius_km);
-    let mut markets: Vec<CellIndex> = center
-        .grid_disk::<Vec<_>>(k)
-        .into_iter()
-        .filter_map(|c| c.parent(res))
-        .collect();
-    markets.sort_unstable();
-    markets.dedup();
-    markets.retain(|m| *m != own);
-    markets.insert(0, own);
+    let plane = LocalPlane::at(lat, lng);
+    // Replicas change with the resolution-7 cell, whatever the market resolution.
+    let margin = cell(lat, lng, Resolution::Seven)
+        .boundary()
+        .iter()
+        .map(|v| haversine_km(lat, lng, v.lat(), v.lng()))
+        .fold(0.0, f64::max);
+    let reach = radius_km + margin;
+    let allowed = reach * 1.01 + 0.05;
+    let mut markets = vec![own];
+    for fine in center.grid_disk::<Vec<_>>(rings_to_cover(fine_res, reach)) {
+        let Some(market) = fine.parent(res) else { continue };
+        if markets.contains(&market) {
+            continue;
+        }
+        if plane.distance_to_cell_km(fine) <= allowed {
+            markets.push(market);
+        }
+    }
     markets
+}
+
+/// An equirectangular projection around a point, in km: exact enough within a few tens of km.
+struct LocalPlane {
+    lat: f64,
+    lng: f64,
+    cos_lat: f64,
+}
+
+impl LocalPlane {
+    fn at(lat: f64, lng: f64) -> LocalPlane {
+        LocalPlane {
+            lat,
+            lng,
+            cos_lat: lat.to_radians().cos(),
+        }
+    }
+
+    fn project(&self, lat: f64, lng: f64) -> (f64, f64) {
+        let x = (lng - self.lng).to_radians() * self.cos_lat * EARTH_RADIUS_KM;
+        let y = (lat - self.lat).to_radians() * EARTH_RADIUS_KM;
+        (x, y)
+    }
+
+    /// Distance from the plane's origin to the cell's polygon (0 inside it).
+    fn distance_to_cell_km(&self, cell: CellIndex) -> f64 {
+        let corners: Vec<(f64, f64)> = cell
+            .boundary()
+            .iter()
+            .map(|v| self.project(v.lat(), v.lng()))
+            .collect();
+        let mut nearest = f64::INFINITY;
+        let mut inside = false;
+        for (i, &a) in corners.iter().enumerate() {
+            let b = corners[(i + 1) % corners.len()];
+            nearest = nearest.min(origin_to_segment(a, b));
+            // Ray casting along +x from the origin.
+            if (a.1 > 0.0) != (b.1 > 0.0) && a.0 + (b.0 - a.0) * (-a.1) / (b.1 - a.1) > 0.0 {
+                inside = !inside;
+            }
+        }
+        if inside { 0.0 } else { nearest }
+    }
+}
+
+fn origin_to_segment(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 {
+        (-(a.0 * dx + a.1 * dy) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    (a.0 + t * dx).hypot(a.1 + t * dy)
 }
 
 /// Rings of cells at `res` around a cell needed to cover every point within `radius_km` of
@@ -105,22 +176,96 @@ mod tests {
         assert_eq!(haversine_km(1.0, 1.0, 1.0, 1.0), 0.0);
     }
 
+    /// A point `d` km from (lat, lng) on bearing `b` (radians).
+    fn moved(lat: f64, lng: f64, d: f64, b: f64) -> (f64, f64) {
+        let dlat = (d / EARTH_RADIUS_KM).to_degrees() * b.cos();
+        let dlng = (d / EARTH_RADIUS_KM).to_degrees() * b.sin() / lat.to_radians().cos();
+        (lat + dlat, lng + dlng)
+    }
+
     #[test]
-    fn markets_within_cover_every_point_in_reach() {
-        // Points around a position, 5 km in every direction: their markets must be listed.
-        let (lat, lng) = (52.52, 13.40);
-        let markets = markets_within(lat, lng, 5.0, 5);
-        assert_eq!(markets[0], market_of(lat, lng, 5));
-        for bearing in 0..72 {
-            let b = f64::from(bearing * 5).to_radians();
-            for step in 1..=10 {
-                let d = 5.0 * f64::from(step) / 10.0;
-                let dlat = (d / EARTH_RADIUS_KM).to_degrees() * b.cos();
-                let dlng = (d / EARTH_RADIUS_KM).to_degrees() * b.sin() / lat.to_radians().cos();
-                let m = market_of(lat + dlat, lng + dlng, 5);
-                assert!(markets.contains(&m), "bearing {bearing} step {step}");
+    fn replica_markets_cover_every_pickup_in_reach_from_anywhere_in_the_cell() {
+        // Drivers anywhere in the resolution-7 cell of the position where replicas were
+        // computed; pickups up to the radius from them: their markets must all be listed.
+        let radius = 5.0;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for _ in 0..300 {
+            let (lat, lng) = (52.3 + next() * 0.5, 13.0 + next() * 0.7);
+            let markets = replica_markets(lat, lng, radius, 5);
+            assert_eq!(markets[0], market_of(lat, lng, 5));
+            let home = cell(lat, lng, Resolution::Seven);
+            let corners: Vec<_> = home.boundary().iter().map(|v| (v.lat(), v.lng())).collect();
+            // The driver later: at a corner of the cell (the limit of where it can go without
+            // a new cell, and so without new replicas), or where it was.
+            for (dlat, dlng) in corners.iter().copied().chain([(lat, lng)]) {
+                for bearing in 0..36 {
+                    let b = f64::from(bearing * 10).to_radians();
+                    let (qlat, qlng) = moved(dlat, dlng, radius * (0.9 + 0.1 * next()), b);
+                    let m = market_of(qlat, qlng, 5);
+                    assert!(
+                        markets.contains(&m),
+                        "pickup {qlat},{qlng} within {radius} km of {dlat},{dlng} (cell of {lat},{lng}) is in market {m}, not listed"
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn replica_markets_list_no_market_out_of_reach() {
+        // Every listed market has a resolution-7 cell within the reach (radius plus the farthest
+        // corner of the driver's cell, plus the allowance), measured by haversine over a
+        // dense sample of the cell's boundary; and a driver deep inside a market is replicated
+        // to few markets.
+        let radius = 5.0;
+        let mut total = 0usize;
+        let positions: Vec<(f64, f64)> = (0..20)
+            .flat_map(|i| (0..20).map(move |j| (52.3 + f64::from(i) * 0.025, 13.0 + f64::from(j) * 0.035)))
+            .collect();
+        for &(lat, lng) in &positions {
+            let markets = replica_markets(lat, lng, radius, 5);
+            total += markets.len();
+            let home = cell(lat, lng, Resolution::Seven);
+            let margin = home
+                .boundary()
+                .iter()
+                .map(|v| haversine_km(lat, lng, v.lat(), v.lng()))
+                .fold(0.0, f64::max);
+            let reach = (radius + margin) * 1.02 + 0.1;
+            for market in &markets[1..] {
+                let near = market
+                    .children(Resolution::Seven)
+                    .flat_map(|c| {
+                        let b: Vec<_> = c.boundary().iter().map(|v| (v.lat(), v.lng())).collect();
+                        (0..b.len())
+                            .flat_map(move |i| {
+                                let (a, z) = (b[i], b[(i + 1) % b.len()]);
+                                (0..=10).map(move |s| {
+                                    let t = f64::from(s) / 10.0;
+                                    (a.0 + (z.0 - a.0) * t, a.1 + (z.1 - a.1) * t)
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .map(|(clat, clng)| haversine_km(lat, lng, clat, clng))
+                    .fold(f64::INFINITY, f64::min);
+                assert!(
+                    near <= reach,
+                    "market {market} listed for {lat},{lng}: nearest point {near:.2} km > {reach:.2} km"
+                );
+            }
+        }
+        let mean = total as f64 / positions.len() as f64;
+        assert!(
+            mean < 5.0,
+            "a driver is replicated to {mean:.2} markets on average"
+        );
     }
 
     #[test]

@@ -47,10 +47,6 @@ const RECENT_PINGS: usize = 4;
 /// How many recent ping ids a driver keeps to recognise duplicates.
 const RECENT_IDS: usize = 8;
 
-/// Extra reach of replication beyond the matching radius: a view is replicated when the
-/// driver's resolution-7 cell changes, and may move that far within the cell.
-const REPLICATION_MARGIN_KM: f64 = 2.5;
-
 #[derive(Clone)]
 pub struct DriverStep {
     config: Arc<JobConfig>,
@@ -100,9 +96,8 @@ impl DriverStep {
         let position = state.position.as_ref().expect("a view needs a position");
         if state.replica_cell != Some(position.cell7) {
             let m = &self.config.matching;
-            let reach = m.radius_km + REPLICATION_MARGIN_KM;
             let markets: Vec<u64> =
-                geo::markets_within(position.lat, position.lng, reach, m.market_resolution)
+                geo::replica_markets(position.lat, position.lng, m.radius_km, m.market_resolution)
                     .into_iter()
                     .map(u64::from)
                     .collect();

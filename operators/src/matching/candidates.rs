@@ -1,6 +1,9 @@
 //! A market's drivers, indexed by H3 cell, and the search for the best available candidate.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use h3o::{CellIndex, Resolution};
 
@@ -30,12 +33,13 @@ pub struct Candidate {
     pub distance_km: f64,
 }
 
-/// The drivers one market can match: its own and those near its borders.
+/// The drivers one market can match: its own and those near its borders. A driver's id is
+/// held once and shared by the map and both cell sets (a market can hold millions of views).
 #[derive(Debug, Default, Clone)]
 pub struct MarketIndex {
-    drivers: HashMap<String, DriverView>,
-    by_cell9: HashMap<u64, BTreeSet<String>>,
-    by_cell7: HashMap<u64, BTreeSet<String>>,
+    drivers: HashMap<Arc<str>, DriverView>,
+    by_cell9: HashMap<u64, BTreeSet<Arc<str>>>,
+    by_cell7: HashMap<u64, BTreeSet<Arc<str>>>,
 }
 
 impl MarketIndex {
@@ -57,7 +61,7 @@ impl MarketIndex {
 
     pub fn upsert(&mut self, view: DriverView) {
         // Most pings leave a driver in the cells it was in: only the view changes.
-        if let Some(old) = self.drivers.get_mut(&view.driver_id)
+        if let Some(old) = self.drivers.get_mut(view.driver_id.as_str())
             && old.cell9 == view.cell9
             && old.cell7 == view.cell7
         {
@@ -65,15 +69,10 @@ impl MarketIndex {
             return;
         }
         self.remove(&view.driver_id);
-        self.by_cell9
-            .entry(view.cell9)
-            .or_default()
-            .insert(view.driver_id.clone());
-        self.by_cell7
-            .entry(view.cell7)
-            .or_default()
-            .insert(view.driver_id.clone());
-        self.drivers.insert(view.driver_id.clone(), view);
+        let id: Arc<str> = Arc::from(view.driver_id.as_str());
+        self.by_cell9.entry(view.cell9).or_default().insert(id.clone());
+        self.by_cell7.entry(view.cell7).or_default().insert(id.clone());
+        self.drivers.insert(id, view);
     }
 
     pub fn remove(&mut self, driver_id: &str) {
@@ -131,6 +130,7 @@ impl MarketIndex {
                     continue;
                 };
                 for id in ids {
+                    let id: &str = id;
                     let view = &self.drivers[id];
                     if view.vehicle_class.as_deref() != Some(class)
                         || !availability.admits(view)
@@ -144,11 +144,11 @@ impl MarketIndex {
                     }
                     let better = match &best {
                         None => true,
-                        Some(b) => d < b.distance_km || (d == b.distance_km && *id < b.driver_id),
+                        Some(b) => d < b.distance_km || (d == b.distance_km && id < b.driver_id.as_str()),
                     };
                     if better {
                         best = Some(Candidate {
-                            driver_id: id.clone(),
+                            driver_id: id.to_string(),
                             distance_km: d,
                         });
                     }

@@ -1,6 +1,6 @@
 //! The market step: trips, surge and offers of the markets of one partition.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -650,10 +650,14 @@ impl Processor for MarketStep {
 
     fn init(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ProcessError> {
         self.index.clear();
-        for (key, view) in ctx.kv(&self.drivers).scan_prefix(&[])? {
-            let market = key.split_once('/').map_or(key.as_str(), |(m, _)| m).to_string();
-            self.index.entry(market).or_default().upsert(view);
-        }
+        let index = &mut self.index;
+        ctx.kv(&self.drivers).for_each_prefix(&[], |key, view| {
+            let market = key.split_once('/').map_or(key.as_str(), |(m, _)| m);
+            match index.get_mut(market) {
+                Some(drivers) => drivers.upsert(view),
+                None => index.entry(market.to_string()).or_default().upsert(view),
+            }
+        })?;
         Ok(())
     }
 

@@ -130,13 +130,17 @@ impl TaskSet {
             offsets: Vec::new(),
         };
         let mut sent = 0usize;
-        let mut out_counts: HashMap<String, u64> = HashMap::new();
+        // Records out per topic: a handful of topics, counted without a key per record.
+        let mut out_counts: Vec<(String, u64)> = Vec::new();
         for (id, task) in self.tasks.iter_mut() {
             if !task.is_dirty() && !force_checkpoint {
                 continue;
             }
             for record in &task.state.outputs {
-                *out_counts.entry(record.topic.clone()).or_default() += 1;
+                match out_counts.iter_mut().find(|(topic, _)| *topic == record.topic) {
+                    Some((_, n)) => *n += 1,
+                    None => out_counts.push((record.topic.clone(), 1)),
+                }
             }
             crate::metrics::task_progress(task.name(), task.state.processed, task.state.dead_letters);
             task.state.dead_letters = 0;

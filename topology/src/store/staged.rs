@@ -87,6 +87,33 @@ impl StagedStore {
         Ok(out)
     }
 
+    /// Visits the entries with `from <= key < to` in key order, pending writes merged over the
+    /// backend, until `visit` returns false. Streams from the backend when nothing in the range
+    /// is pending (a store being read whole after a restore), so no copy of it is held.
+    pub(crate) fn visit(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let upper = match to {
+            Some(to) => std::ops::Bound::Excluded(to),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut staged = self
+            .pending
+            .range::<[u8], _>((std::ops::Bound::Included(from), upper));
+        if staged.next().is_none() {
+            return self.backend.scan(from, to, visit);
+        }
+        for (k, v) in self.scan(from, to)? {
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn approximate_len(&self) -> u64 {
         self.backend.approximate_len()
     }
@@ -143,7 +170,30 @@ mod tests {
             Some(b"2".to_vec()),
             "not applied before commit"
         );
+        let mut visited = Vec::new();
+        store
+            .visit(b"b", Some(b"z"), &mut |k, v| {
+                visited.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+        assert_eq!(
+            visited,
+            vec![(b"c".to_vec(), b"3".to_vec()), (b"d".to_vec(), b"44".to_vec())]
+        );
         store.apply_pending().unwrap();
+        let mut visited = Vec::new();
+        store
+            .visit(b"", None, &mut |k, _| {
+                visited.push(k.to_vec());
+                visited.len() < 2
+            })
+            .unwrap();
+        assert_eq!(
+            visited,
+            vec![b"a".to_vec(), b"c".to_vec()],
+            "streams from the backend, stops when told"
+        );
         assert_eq!(backend.get(b"b").unwrap(), None);
         assert_eq!(backend.get(b"d").unwrap(), Some(b"44".to_vec()));
     }

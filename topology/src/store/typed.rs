@@ -137,28 +137,43 @@ impl<K, V> KvView<'_, K, V> {
         self.decode_all(self.store.scan(prefix, prefix_end(prefix).as_deref())?)
     }
 
+    /// Calls `f` with each entry whose encoded key starts with `prefix`, in key order, without
+    /// holding them all in memory (e.g. to rebuild an in-memory index when a task opens).
+    pub fn for_each_prefix(&self, prefix: &[u8], mut f: impl FnMut(K, V)) -> Result<(), StoreError> {
+        let mut failed = None;
+        self.store
+            .visit(prefix, prefix_end(prefix).as_deref(), &mut |k, v| {
+                match self.decode_entry(k, v) {
+                    Ok((k, v)) => f(k, v),
+                    Err(e) => failed = Some(e),
+                }
+                failed.is_none()
+            })?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Entries with `from <= key < to` by encoded key.
     pub fn range(&self, from: &K, to: Option<&K>) -> Result<Vec<(K, V)>, StoreError> {
         let to = to.map(|k| self.handle.key.to_vec(k));
         self.decode_all(self.store.scan(&self.handle.key.to_vec(from), to.as_deref())?)
     }
 
+    fn decode_entry(&self, k: &[u8], v: &[u8]) -> Result<(K, V), StoreError> {
+        let k = self
+            .handle
+            .key
+            .decode(k)
+            .map_err(|e| codec_err(&self.handle.name, e))?;
+        let v = self
+            .handle
+            .value
+            .decode(v)
+            .map_err(|e| codec_err(&self.handle.name, e))?;
+        Ok((k, v))
+    }
+
     fn decode_all(&self, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>, StoreError> {
-        raw.into_iter()
-            .map(|(k, v)| {
-                let k = self
-                    .handle
-                    .key
-                    .decode(&k)
-                    .map_err(|e| codec_err(&self.handle.name, e))?;
-                let v = self
-                    .handle
-                    .value
-                    .decode(&v)
-                    .map_err(|e| codec_err(&self.handle.name, e))?;
-                Ok((k, v))
-            })
-            .collect()
+        raw.into_iter().map(|(k, v)| self.decode_entry(&k, &v)).collect()
     }
 }
 

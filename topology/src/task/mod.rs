@@ -527,8 +527,12 @@ impl Task {
     }
 }
 
-/// A write read from the changelog: (offset, store, key, value).
-type PendingWrite = (u64, String, Vec<u8>, Option<Vec<u8>>);
+/// A write read from the changelog: (offset, store's place in the batches, key, value).
+type PendingWrite = (u64, usize, Vec<u8>, Option<Vec<u8>>);
+
+/// Writes of completed commits applied to the stores at once: one RocksDB write per this many
+/// entries rather than one per commit (a commit can be a handful of records).
+const RESTORE_BATCH: usize = 64 * 1024;
 
 /// Replays the task's changelog partition into its stores, from the checkpoint on, applying
 /// writes only up to the last commit marker.
@@ -564,7 +568,26 @@ fn restore(
     let started = Instant::now();
     let mut consumer = log.consumer(Membership::Manual).map_err(wrap)?;
     consumer.assign(&[(changelog.clone(), plan.from)]).map_err(wrap)?;
-    // (offset, store, key, value) of writes since the last marker.
+    // The stores named in the changelog, and the completed writes of each not yet applied.
+    let mut names: Vec<String> = Vec::new();
+    let mut ready: Vec<WriteBatch> = Vec::new();
+    let mut ready_len = 0usize;
+    let apply = |names: &[String], ready: &mut Vec<WriteBatch>| -> Result<u64, StoreError> {
+        let mut applied = 0;
+        for (store, batch) in names.iter().zip(ready.iter_mut()) {
+            if batch.is_empty() {
+                continue;
+            }
+            match backends.get(store) {
+                Some(backend) => backend.apply(batch)?,
+                None => warn!(task, store, "changelog names a store this topology no longer has"),
+            }
+            applied += batch.len() as u64;
+            batch.clear();
+        }
+        Ok(applied)
+    };
+    // Writes since the last marker.
     let mut pending: Vec<PendingWrite> = Vec::new();
     let mut position = plan.from;
     let mut applied = 0u64;
@@ -592,33 +615,29 @@ fn restore(
             }
             match changelog::parse(&record.key, record.value.as_deref()) {
                 Some(Entry::Write { store, key, value }) => {
-                    pending.push((
-                        record.offset,
-                        store.to_string(),
-                        key.to_vec(),
-                        value.map(<[u8]>::to_vec),
-                    ));
+                    let place = match names.iter().position(|n| n == store) {
+                        Some(place) => place,
+                        None => {
+                            names.push(store.to_string());
+                            ready.push(WriteBatch::new());
+                            names.len() - 1
+                        }
+                    };
+                    pending.push((record.offset, place, key.to_vec(), value.map(<[u8]>::to_vec)));
                 }
                 Some(Entry::Marker(marker)) => {
-                    let mut batches: HashMap<&str, WriteBatch> = HashMap::new();
-                    for (offset, store, key, value) in &pending {
-                        if *offset < marker.valid_from {
+                    for (offset, place, key, value) in pending.drain(..) {
+                        if offset < marker.valid_from {
                             torn += 1;
                             continue;
                         }
-                        batches
-                            .entry(store.as_str())
-                            .or_default()
-                            .push((key.clone(), value.clone()));
+                        ready[place].push((key, value));
+                        ready_len += 1;
                     }
-                    for (store, batch) in batches {
-                        match backends.get(store) {
-                            Some(backend) => backend.apply(&batch)?,
-                            None => warn!(task, store, "changelog names a store this topology no longer has"),
-                        }
-                        applied += batch.len() as u64;
+                    if ready_len >= RESTORE_BATCH {
+                        applied += apply(&names, &mut ready)?;
+                        ready_len = 0;
                     }
-                    pending.clear();
                     restored.positions = Some(marker.positions);
                     restored.stream_time = Some(marker.stream_time);
                 }
@@ -630,6 +649,7 @@ fn restore(
             }
         }
     }
+    applied += apply(&names, &mut ready)?;
     if !pending.is_empty() {
         warn!(
             task,

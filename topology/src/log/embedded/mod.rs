@@ -17,7 +17,7 @@
 mod journal;
 mod segment;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -243,20 +243,24 @@ impl EmbeddedLog {
     }
 
     /// Appends and commits in one step (producers outside a topology: the API, replays).
-    pub fn append(&self, records: Vec<ProducerRecord>) -> Result<Vec<u64>, LogError> {
-        self.commit(records, None)
+    pub fn append(&self, mut records: Vec<ProducerRecord>) -> Result<Vec<u64>, LogError> {
+        self.commit(&mut records, None)
     }
 
+    /// Appends `records` (leaving the vector empty, its capacity kept for the next batch) and
+    /// commits them with `offsets`.
     fn commit(
         &self,
-        records: Vec<ProducerRecord>,
+        records: &mut Vec<ProducerRecord>,
         offsets: Option<&OffsetCommit>,
     ) -> Result<Vec<u64>, LogError> {
         let mut commit = self.inner.commit.lock();
         if commit.poisoned {
+            records.clear();
             return Err(LogError::Closed);
         }
         let result = self.commit_locked(&mut commit, records, offsets);
+        records.clear();
         if result.is_err() {
             commit.poisoned = true;
         }
@@ -270,24 +274,52 @@ impl EmbeddedLog {
     fn commit_locked(
         &self,
         commit: &mut CommitState,
-        records: Vec<ProducerRecord>,
+        records: &mut Vec<ProducerRecord>,
         offsets: Option<&OffsetCommit>,
     ) -> Result<Vec<u64>, LogError> {
         let mut assigned = Vec::with_capacity(records.len());
-        let mut touched: BTreeMap<TopicPartition, Arc<TopicData>> = BTreeMap::new();
-        let topics = self.inner.topics.read().clone();
-        for record in records {
-            let topic = topics.get(&record.topic).ok_or_else(|| LogError::UnknownTopic {
-                topic: record.topic.clone(),
-            })?;
-            let tp = TopicPartition::new(record.topic, record.partition);
-            let partition = topic
-                .partitions
-                .get(tp.partition as usize)
-                .ok_or_else(|| unknown_partition(&tp))?;
-            assigned.push(partition.lock().append(record.ts, record.key, record.value)?);
-            touched.entry(tp).or_insert_with(|| topic.clone());
+        // The topics of this batch, looked up once each: a batch names only a handful.
+        let mut batch_topics: Vec<(String, Arc<TopicData>)> = Vec::new();
+        let mut touched: BTreeSet<(usize, u32)> = BTreeSet::new();
+        {
+            let topics = self.inner.topics.read();
+            for record in records.iter() {
+                if !batch_topics.iter().any(|(name, _)| *name == record.topic) {
+                    let topic = topics.get(&record.topic).ok_or_else(|| LogError::UnknownTopic {
+                        topic: record.topic.clone(),
+                    })?;
+                    batch_topics.push((record.topic.clone(), topic.clone()));
+                }
+            }
         }
+        let mut last: Option<(usize, u32)> = None;
+        for record in records.drain(..) {
+            let index = match last {
+                Some((i, _)) if batch_topics[i].0 == record.topic => i,
+                _ => batch_topics
+                    .iter()
+                    .position(|(name, _)| *name == record.topic)
+                    .expect("every topic of the batch looked up"),
+            };
+            let topic = &batch_topics[index].1;
+            let partition = topic.partitions.get(record.partition as usize).ok_or_else(|| {
+                unknown_partition(&TopicPartition::new(record.topic.clone(), record.partition))
+            })?;
+            assigned.push(partition.lock().append(record.ts, record.key, record.value)?);
+            if last != Some((index, record.partition)) {
+                last = Some((index, record.partition));
+                touched.insert((index, record.partition));
+            }
+        }
+        let touched: Vec<(TopicPartition, Arc<TopicData>)> = touched
+            .into_iter()
+            .map(|(i, p)| {
+                (
+                    TopicPartition::new(batch_topics[i].0.clone(), p),
+                    batch_topics[i].1.clone(),
+                )
+            })
+            .collect();
         let mut ends = Vec::with_capacity(touched.len());
         for (tp, topic) in &touched {
             let mut partition = topic.partitions[tp.partition as usize].lock();
@@ -490,11 +522,10 @@ impl Producer for EmbeddedProducer {
     }
 
     fn commit(&mut self, offsets: Option<&OffsetCommit>) -> Result<Vec<u64>, LogError> {
-        let records = std::mem::take(&mut self.pending);
-        if records.is_empty() && offsets.is_none_or(|o| o.offsets.is_empty()) {
+        if self.pending.is_empty() && offsets.is_none_or(|o| o.offsets.is_empty()) {
             return Ok(Vec::new());
         }
-        self.log.commit(records, offsets)
+        self.log.commit(&mut self.pending, offsets)
     }
 
     fn abort(&mut self) -> Result<(), LogError> {
@@ -609,7 +640,7 @@ impl Consumer for EmbeddedConsumer {
             group: group.clone(),
             offsets: offsets.to_vec(),
         };
-        self.log.commit(Vec::new(), Some(&commit)).map(|_| ())
+        self.log.commit(&mut Vec::new(), Some(&commit)).map(|_| ())
     }
 
     fn assignment(&self) -> Vec<TopicPartition> {
