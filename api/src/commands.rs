@@ -126,14 +126,19 @@ fn default_ts(map: &mut Map<String, Value>) {
         .or_insert_with(|| Value::String(fleetstream_schemas::time::format(&chrono::Utc::now())));
 }
 
-/// Fills an id field: from the idempotency key (and the record's index), else a random one.
+/// Fills an id field the caller left out (see [`generated_id`]).
 fn default_id(map: &mut Map<String, Value>, field: &str, prefix: &str, idempotency: Option<&str>, i: usize) {
-    map.entry(field).or_insert_with(|| {
-        Value::String(match idempotency {
-            Some(key) => format!("{prefix}-{}-{i}", uuid_from(key)),
-            None => format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
-        })
-    });
+    map.entry(field)
+        .or_insert_with(|| Value::String(generated_id(prefix, idempotency, i)));
+}
+
+/// An id for the `i`-th record of a request that came without one: from the idempotency key
+/// (so that a retry gets the same ids), else a random one.
+fn generated_id(prefix: &str, idempotency: Option<&str>, i: usize) -> String {
+    match idempotency {
+        Some(key) => format!("{prefix}-{}-{i}", uuid_from(key)),
+        None => format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+    }
 }
 
 /// A stable id for an idempotency key: its FNV-1a 128-bit hash in hex.
@@ -287,15 +292,10 @@ fn pings_in_one_pass(
         let text = fleetstream_schemas::time::format(&chrono::Utc::now());
         fleetstream_schemas::time::parse(&text).expect("formatted timestamps parse")
     };
-    let stable = idempotency.map(uuid_from);
     let mut pings = Vec::with_capacity(sent.len());
     for (i, s) in sent.into_iter().enumerate() {
-        let event_id = s.event_id.unwrap_or_else(|| match &stable {
-            Some(stable) => format!("ping-{stable}-{i}"),
-            None => format!("ping-{}", uuid::Uuid::new_v4().simple()),
-        });
         let ping = GpsPing {
-            event_id,
+            event_id: s.event_id.unwrap_or_else(|| generated_id("ping", idempotency, i)),
             driver_id: s.driver_id,
             lat: s.lat,
             lng: s.lng,
