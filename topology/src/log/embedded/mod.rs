@@ -278,38 +278,35 @@ impl EmbeddedLog {
         offsets: Option<&OffsetCommit>,
     ) -> Result<Vec<u64>, LogError> {
         let mut assigned = Vec::with_capacity(records.len());
-        // The topics of this batch, looked up once each: a batch names only a handful.
+        // The topics of this batch, each looked up once: a batch names only a handful.
         let mut batch_topics: Vec<(String, Arc<TopicData>)> = Vec::new();
         let mut touched: BTreeSet<(usize, u32)> = BTreeSet::new();
-        {
-            let topics = self.inner.topics.read();
-            for record in records.iter() {
-                if !batch_topics.iter().any(|(name, _)| *name == record.topic) {
-                    let topic = topics.get(&record.topic).ok_or_else(|| LogError::UnknownTopic {
-                        topic: record.topic.clone(),
-                    })?;
-                    batch_topics.push((record.topic.clone(), topic.clone()));
-                }
-            }
-        }
-        let mut last: Option<(usize, u32)> = None;
         for record in records.drain(..) {
-            let index = match last {
-                Some((i, _)) if batch_topics[i].0 == record.topic => i,
-                _ => batch_topics
-                    .iter()
-                    .position(|(name, _)| *name == record.topic)
-                    .expect("every topic of the batch looked up"),
+            let index = match batch_topics.iter().position(|(name, _)| *name == record.topic) {
+                Some(index) => index,
+                None => {
+                    let topic = self
+                        .inner
+                        .topics
+                        .read()
+                        .get(&record.topic)
+                        .cloned()
+                        .ok_or_else(|| LogError::UnknownTopic {
+                            topic: record.topic.clone(),
+                        })?;
+                    batch_topics.push((record.topic.clone(), topic));
+                    batch_topics.len() - 1
+                }
             };
-            let topic = &batch_topics[index].1;
-            let partition = topic.partitions.get(record.partition as usize).ok_or_else(|| {
-                unknown_partition(&TopicPartition::new(record.topic.clone(), record.partition))
-            })?;
+            let partition = batch_topics[index]
+                .1
+                .partitions
+                .get(record.partition as usize)
+                .ok_or_else(|| {
+                    unknown_partition(&TopicPartition::new(record.topic.clone(), record.partition))
+                })?;
             assigned.push(partition.lock().append(record.ts, record.key, record.value)?);
-            if last != Some((index, record.partition)) {
-                last = Some((index, record.partition));
-                touched.insert((index, record.partition));
-            }
+            touched.insert((index, record.partition));
         }
         let touched: Vec<(TopicPartition, Arc<TopicData>)> = touched
             .into_iter()
