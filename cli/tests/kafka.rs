@@ -178,6 +178,12 @@ impl Drop for Instance {
         // A failing test must not leave the process running.
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // What the instance logged, kept when asked for (to study a run that passed too).
+        if let Some(dir) = std::env::var_os("FLEETSTREAM_TEST_KEEP_LOGS") {
+            self.drain();
+            let path = Path::new(&dir).join(format!("instance-{}.log", self.child.id()));
+            let _ = std::fs::write(path, self.seen.join("\n"));
+        }
     }
 }
 
@@ -190,11 +196,18 @@ fn assigned(line: &str) -> usize {
 }
 
 fn dump(config: &Path, topic: &str) -> Vec<Value> {
-    let out = Command::new(bin())
-        .args(["topics", "dump", topic, "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
+    dump_in(config, None, topic)
+}
+
+/// Dumps with `--data-dir`: on Kafka the command leaves the state there alone, so it works
+/// beside the instance that holds it.
+fn dump_in(config: &Path, data: Option<&Path>, topic: &str) -> Vec<Value> {
+    let mut command = Command::new(bin());
+    command.args(["topics", "dump", topic, "--config"]).arg(config);
+    if let Some(data) = data {
+        command.arg("--data-dir").arg(data);
+    }
+    let out = command.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout)
         .unwrap()
@@ -313,7 +326,8 @@ fn two_instances_split_the_work_and_one_takes_over_when_the_other_is_killed() {
     }
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let (entries, _) = ledger(&dump(&config, "ledger.entries"));
+        // Read beside the survivor, in its own data directory (its RocksDB is locked).
+        let (entries, _) = ledger(&dump_in(&config, Some(&dir.path().join("a")), "ledger.entries"));
         if entries.len() >= want_ledger.len() {
             break;
         }

@@ -1,4 +1,6 @@
-//! `fleetstream topics`: look into the embedded log of a data directory.
+//! `fleetstream topics`: list, append to and dump the topics of the embedded log of a data
+//! directory or of a Kafka cluster. Only the log is opened, never the state, so that the
+//! commands work beside a running instance.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -42,7 +44,7 @@ pub struct TopicsArgs {
     pub brokers: Option<String>,
 }
 
-fn open(args: &TopicsArgs) -> Result<backend::Backend> {
+fn open(args: &TopicsArgs) -> Result<backend::LogOnly> {
     let mut config = AppConfig::load(args.config.as_deref())?;
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
@@ -56,7 +58,7 @@ fn open(args: &TopicsArgs) -> Result<backend::Backend> {
             config.data_dir.display()
         );
     }
-    backend::open(&config)
+    backend::open_log(&config)
 }
 
 pub fn topics(command: &TopicsCommand) -> Result<()> {

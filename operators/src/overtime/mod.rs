@@ -180,7 +180,7 @@ impl Processor for OvertimeStep {
     fn process(&mut self, ctx: &mut Ctx<'_>, record: Record<String, Punch>) -> Result<(), ProcessError> {
         let punch = record.value;
         let employee = punch.employee_id.clone();
-        let rules = self.rules().clone();
+        let rules = self.rules();
         let mut sheet = ctx
             .kv(&self.stores.timesheets)
             .get(&employee)?
@@ -191,11 +191,11 @@ impl Processor for OvertimeStep {
         let now = ctx.stream_time();
         let ts = calendar::truncate_to_minute(record.ts);
         let own_day = (Period::Day, calendar::local_date(rules.timezone, ts));
-        if now >= closes_at(&rules, own_day) {
+        if now >= closes_at(rules, own_day) {
             self.late(ctx, &punch, record.ts, own_day);
             return Ok(());
         }
-        let before = compute(&timeline(&sheet.punches, &rules), &rules, Stage::Open);
+        let before = compute(&timeline(&sheet.punches, rules), rules, Stage::Open);
         let mut punches = sheet.punches.clone();
         punches.push(StoredPunch {
             id: punch.punch_id.clone(),
@@ -203,14 +203,14 @@ impl Processor for OvertimeStep {
             ts,
         });
         sort_punches(&mut punches);
-        let after = compute(&timeline(&punches, &rules), &rules, Stage::Open);
+        let after = compute(&timeline(&punches, rules), rules, Stage::Open);
         let changed: BTreeSet<WindowKey> = before
             .keys()
             .chain(after.keys())
             .filter(|k| before.get(k) != after.get(k))
             .copied()
             .collect();
-        if let Some(closed) = changed.iter().find(|w| now >= closes_at(&rules, **w)) {
+        if let Some(closed) = changed.iter().find(|w| now >= closes_at(rules, **w)) {
             self.late(ctx, &punch, record.ts, *closed);
             return Ok(());
         }
@@ -222,7 +222,7 @@ impl Processor for OvertimeStep {
         // Every window the punch may flag at its close gets a closing timer.
         let own_week = (Period::Week, calendar::week_start(own_day.1));
         for window in changed.into_iter().chain([own_day, own_week]) {
-            ctx.schedule(closes_at(&rules, window), &timer_key(&employee, window));
+            ctx.schedule(closes_at(rules, window), &timer_key(&employee, window));
         }
         self.prune(&mut sheet, now);
         ctx.kv(&self.stores.timesheets).put(&employee, &sheet);
@@ -236,7 +236,7 @@ impl Processor for OvertimeStep {
         let Some((employee, window)) = parse_timer_key(&key) else {
             return Ok(());
         };
-        let rules = self.rules().clone();
+        let rules = self.rules();
         let last = ctx
             .kv(&self.stores.records)
             .get(&record_key(&employee, window.0, window.1))?;
@@ -247,7 +247,7 @@ impl Processor for OvertimeStep {
             .kv(&self.stores.timesheets)
             .get(&employee)?
             .unwrap_or_default();
-        let figures = compute(&timeline(&sheet.punches, &rules), &rules, Stage::Closing).remove(&window);
+        let figures = compute(&timeline(&sheet.punches, rules), rules, Stage::Closing).remove(&window);
         // A window that never had anything to report stays silent; one that had gets its final.
         match (figures, last) {
             (Some(figures), _) => self.emit(ctx, &employee, window, &figures, true, at)?,

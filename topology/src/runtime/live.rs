@@ -30,6 +30,66 @@ use crate::task::TaskId;
 /// settles and every member announces in the meantime).
 const ORPHAN_GRACE: Duration = Duration::from_secs(20);
 
+/// How long a thread stays idle short of the end of its input before it says which
+/// partitions are behind (and again at this interval while it lasts).
+const STALL_REPORT: Duration = Duration::from_secs(10);
+
+/// A partition short of its end: `(partition, the task's next offset, the consumer's position,
+/// the end offset)`; `None` where it could not be read.
+type Behind = (TopicPartition, u64, Option<u64>, Option<u64>);
+
+/// Input partitions of the thread's tasks that are short of the log's end (or whose end cannot
+/// be read). A partition counts as at its end when its task's next offset is, or when its task
+/// has nothing buffered from it and the consumer has read up to the end: the consumer steps
+/// over offsets that hold no record for the task (transaction markers, gaps).
+fn behind_end(
+    tasks: &TaskSet,
+    log: &dyn crate::log::Log,
+    consumer: &dyn crate::log::Consumer,
+) -> Vec<Behind> {
+    let mut behind = Vec::new();
+    for task in tasks.tasks.values() {
+        for (tp, next) in task.positions() {
+            let end = log.end_offset(&tp).ok();
+            if end.is_some_and(|end| next >= end) {
+                continue;
+            }
+            let position = consumer.position(&tp);
+            let drained = task.fetch_position(&tp) == Some(next);
+            if !at_end(next, drained, position, end) {
+                behind.push((tp, next, position, end));
+            }
+        }
+    }
+    behind
+}
+
+/// Whether a task's input partition is processed to its end: the task's next offset is at
+/// the end, or the task has nothing buffered from it and the consumer has read to the end.
+fn at_end(next: u64, drained: bool, position: Option<u64>, end: Option<u64>) -> bool {
+    let Some(end) = end else { return false };
+    next >= end || drained && position.is_some_and(|p| p >= end)
+}
+
+fn describe_behind(behind: &[Behind]) -> String {
+    use std::fmt::Write as _;
+    let known = |o: &Option<u64>| o.map_or_else(|| "unknown".to_string(), |o| o.to_string());
+    let mut out = String::new();
+    for (i, (tp, next, position, end)) in behind.iter().take(8).enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(
+            out,
+            "{sep}{tp} next {next}, read to {}, end {}",
+            known(position),
+            known(end)
+        );
+    }
+    if behind.len() > 8 {
+        out.push_str(", ...");
+    }
+    out
+}
+
 /// Stops a running engine from another thread (a signal handler).
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
@@ -260,6 +320,8 @@ fn run_session(
     let mut announced: Vec<TopicPartition> = Vec::new();
     let mut last_group_check = Instant::now();
     let mut orphan_checks = 0;
+    let mut idle_behind_since: Option<Instant> = None;
+    let mut last_stall_report: Option<Instant> = None;
     let result = (|| -> Result<Session, RuntimeError> {
         while !stop.is_shutdown() {
             if let Some(e) = errors.lock().take() {
@@ -318,15 +380,32 @@ fn run_session(
             }
             if !idle {
                 caught_up.store(false, Ordering::SeqCst);
+                idle_behind_since = None;
             } else if last_end_check.elapsed() >= Duration::from_millis(300) {
                 last_end_check = Instant::now();
-                let at_end = !tasks.is_dirty()
-                    && tasks.tasks.values().all(|t| {
-                        t.positions()
-                            .iter()
-                            .all(|(tp, next)| shared.log.end_offset(tp).is_ok_and(|end| *next >= end))
-                    });
+                let behind = behind_end(&tasks, &*shared.log, &*consumer);
+                let at_end = !tasks.is_dirty() && behind.is_empty();
                 caught_up.store(at_end, Ordering::SeqCst);
+                // Idle yet short of the end: nothing more arrives for these partitions. Say
+                // which, now and then, so that a stall can be told from a slow start.
+                if at_end {
+                    idle_behind_since = None;
+                } else {
+                    let since = *idle_behind_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= STALL_REPORT
+                        && last_stall_report.is_none_or(|t| t.elapsed() >= STALL_REPORT)
+                    {
+                        last_stall_report = Some(Instant::now());
+                        warn!(
+                            thread = member,
+                            dirty = tasks.is_dirty(),
+                            partitions = behind.len(),
+                            behind = %describe_behind(&behind),
+                            assignment = consumer.assignment().len(),
+                            "idle but not at the end of the input"
+                        );
+                    }
+                }
             }
             if last_lag.elapsed() >= Duration::from_secs(5) {
                 last_lag = Instant::now();
@@ -396,4 +475,24 @@ fn run_session(
     }
     drop(guard);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::at_end;
+
+    #[test]
+    fn a_partition_is_at_its_end_when_the_task_or_a_drained_consumer_reached_it() {
+        // The task processed the last record.
+        assert!(at_end(10, true, Some(10), Some(10)));
+        assert!(at_end(10, false, None, Some(10)));
+        // The last offsets hold no record for the task (a transaction marker, a gap): the
+        // consumer read past them and the task has nothing left.
+        assert!(at_end(9, true, Some(11), Some(11)));
+        // Records still buffered, or not read yet, or an end that could not be read.
+        assert!(!at_end(9, false, Some(11), Some(11)));
+        assert!(!at_end(9, true, Some(9), Some(11)));
+        assert!(!at_end(9, true, None, Some(11)));
+        assert!(!at_end(9, true, Some(11), None));
+    }
 }
