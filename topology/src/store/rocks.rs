@@ -244,3 +244,42 @@ impl StoreBackend for RocksBackend {
             .unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks read through one store's column family show in the cache that every other family
+    /// reports: one cache per database, not one per store partition.
+    #[test]
+    fn every_column_family_shares_the_one_block_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = RocksState::open(dir.path()).unwrap();
+        let a = state.open("a", 0).unwrap();
+        let _b = state.open("b", 7).unwrap();
+        let key = |i: u32| format!("k{i:06}").into_bytes();
+        let batch: WriteBatch = (0..20_000).map(|i| (key(i), Some(vec![7u8; 100]))).collect();
+        a.apply(&batch).unwrap();
+        let cf = |name: &str| state.db.cf_handle(name).unwrap();
+        state.db.flush_cf(&cf("a.0")).unwrap();
+        for i in (0..20_000).step_by(97) {
+            assert!(a.get(&key(i)).unwrap().is_some());
+        }
+        let property = |name: &str, property: &str| {
+            state
+                .db
+                .property_int_value_cf(&cf(name), property)
+                .unwrap()
+                .unwrap()
+        };
+        let usage = property("a.0", "rocksdb.block-cache-usage");
+        assert!(usage > 0, "reads from the flushed table went through the cache");
+        assert_eq!(property("b.7", "rocksdb.block-cache-usage"), usage);
+        for name in ["a.0", "b.7"] {
+            assert_eq!(
+                property(name, "rocksdb.block-cache-capacity"),
+                BLOCK_CACHE_BYTES as u64
+            );
+        }
+    }
+}
