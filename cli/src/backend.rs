@@ -80,11 +80,13 @@ pub fn kafka(config: &AppConfig, dir: &Path) -> Result<Backend> {
 /// The backend the configuration names.
 pub fn open(config: &AppConfig) -> Result<Backend> {
     config.ensure_data_dir()?;
-    if config.uses_kafka() {
-        kafka(config, &config.data_dir)
-    } else {
-        embedded(config, &config.data_dir)
-    }
+    let LogOnly { log, embedded, kafka } = open_log(config)?;
+    Ok(Backend {
+        log,
+        embedded,
+        kafka,
+        state: rocks_state(&config.data_dir)?,
+    })
 }
 
 /// The log the configuration names, without the state: Kafka needs no data directory at all.

@@ -51,12 +51,9 @@ fn behind_end(
     for task in tasks.tasks.values() {
         for (tp, next) in task.positions() {
             let end = log.end_offset(&tp).ok();
-            if end.is_some_and(|end| next >= end) {
-                continue;
-            }
-            let position = consumer.position(&tp);
             let drained = task.fetch_position(&tp) == Some(next);
-            if !at_end(next, drained, position, end) {
+            if !at_end(next, drained, || consumer.position(&tp), end) {
+                let position = consumer.position(&tp);
                 behind.push((tp, next, position, end));
             }
         }
@@ -66,9 +63,10 @@ fn behind_end(
 
 /// Whether a task's input partition is processed to its end: the task's next offset is at
 /// the end, or the task has nothing buffered from it and the consumer has read to the end.
-fn at_end(next: u64, drained: bool, position: Option<u64>, end: Option<u64>) -> bool {
+/// The consumer's position is asked for only when the task's offset does not settle it.
+fn at_end(next: u64, drained: bool, position: impl FnOnce() -> Option<u64>, end: Option<u64>) -> bool {
     let Some(end) = end else { return false };
-    next >= end || drained && position.is_some_and(|p| p >= end)
+    next >= end || drained && position().is_some_and(|p| p >= end)
 }
 
 fn describe_behind(behind: &[Behind]) -> String {
@@ -483,16 +481,17 @@ mod tests {
 
     #[test]
     fn a_partition_is_at_its_end_when_the_task_or_a_drained_consumer_reached_it() {
-        // The task processed the last record.
-        assert!(at_end(10, true, Some(10), Some(10)));
-        assert!(at_end(10, false, None, Some(10)));
+        let read_to = |p: Option<u64>| move || p;
+        // The task processed the last record; the consumer is not asked.
+        assert!(at_end(10, true, read_to(Some(10)), Some(10)));
+        assert!(at_end(10, false, || panic!("not needed"), Some(10)));
         // The last offsets hold no record for the task (a transaction marker, a gap): the
         // consumer read past them and the task has nothing left.
-        assert!(at_end(9, true, Some(11), Some(11)));
+        assert!(at_end(9, true, read_to(Some(11)), Some(11)));
         // Records still buffered, or not read yet, or an end that could not be read.
-        assert!(!at_end(9, false, Some(11), Some(11)));
-        assert!(!at_end(9, true, Some(9), Some(11)));
-        assert!(!at_end(9, true, None, Some(11)));
-        assert!(!at_end(9, true, Some(11), None));
+        assert!(!at_end(9, false, read_to(Some(11)), Some(11)));
+        assert!(!at_end(9, true, read_to(Some(9)), Some(11)));
+        assert!(!at_end(9, true, read_to(None), Some(11)));
+        assert!(!at_end(9, true, read_to(Some(11)), None));
     }
 }
