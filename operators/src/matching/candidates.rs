@@ -75,6 +75,15 @@ impl MarketIndex {
         self.drivers.insert(id, view);
     }
 
+    /// Upserts many views, with room made for all of them at once: building an index of a
+    /// million drivers one upsert at a time grows (and copies) its table twenty times over.
+    pub fn extend(&mut self, views: impl ExactSizeIterator<Item = DriverView>) {
+        self.drivers.reserve(views.len());
+        for view in views {
+            self.upsert(view);
+        }
+    }
+
     pub fn remove(&mut self, driver_id: &str) {
         if let Some(old) = self.drivers.remove(driver_id) {
             for (index, cell) in [(&mut self.by_cell9, old.cell9), (&mut self.by_cell7, old.cell7)] {
@@ -235,6 +244,35 @@ mod tests {
             );
             let found = index.best(pickup, "economy", 5.0, &availability, &|_| false);
             assert_eq!(found, brute_force(&index, pickup, &availability), "round {round}");
+        }
+    }
+
+    /// An index built from many views at once is the one their upserts build, repeats and
+    /// moves included.
+    #[test]
+    fn extend_builds_what_upserts_build() {
+        let views: Vec<DriverView> = (0..500)
+            .map(|i| {
+                let id = format!("d{:03}", i % 400);
+                let step = if i < 400 { 0.0 } else { 0.03 };
+                view(
+                    &id,
+                    52.50 + (i % 40) as f64 * 0.001 + step,
+                    13.40 + (i / 40) as f64 * 0.001,
+                    i,
+                )
+            })
+            .collect();
+        let mut one_by_one = MarketIndex::default();
+        views.iter().cloned().for_each(|v| one_by_one.upsert(v));
+        let mut at_once = MarketIndex::default();
+        at_once.upsert(view("d000", 52.0, 13.0, -1));
+        at_once.extend(views.into_iter());
+        assert_eq!(at_once.len(), 400);
+        assert_eq!(at_once.by_cell9, one_by_one.by_cell9);
+        assert_eq!(at_once.by_cell7, one_by_one.by_cell7);
+        for v in one_by_one.drivers() {
+            assert_eq!(at_once.get(&v.driver_id), Some(v));
         }
     }
 

@@ -650,14 +650,23 @@ impl Processor for MarketStep {
 
     fn init(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ProcessError> {
         self.index.clear();
+        // Replicas are keyed `market/driver`, so the scan meets a market's drivers one after
+        // the other: each run of them goes into its market's index in one piece.
         let index = &mut self.index;
+        let mut run: Option<String> = None;
+        let mut views: Vec<DriverView> = Vec::new();
         ctx.kv(&self.drivers).for_each_prefix(&[], |key, view| {
             let market = key.split_once('/').map_or(key.as_str(), |(m, _)| m);
-            match index.get_mut(market) {
-                Some(drivers) => drivers.upsert(view),
-                None => index.entry(market.to_string()).or_default().upsert(view),
+            if run.as_deref() != Some(market)
+                && let Some(done) = run.replace(market.to_string())
+            {
+                index.entry(done).or_default().extend(views.drain(..));
             }
+            views.push(view);
         })?;
+        if let Some(done) = run {
+            index.entry(done).or_default().extend(views.drain(..));
+        }
         Ok(())
     }
 

@@ -221,14 +221,9 @@ impl RebalanceListener for Listener {
     fn on_assigned(&mut self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, u64)> {
         let mut tasks = self.tasks.lock();
         let ids: BTreeSet<TaskId> = partitions.iter().filter_map(|tp| tasks.task_of(tp)).collect();
-        let mut positions = Vec::new();
-        for id in ids {
-            match tasks.open(id) {
-                Ok(p) => positions.extend(p),
-                Err(e) => {
-                    self.errors.lock().get_or_insert(e);
-                }
-            }
+        let (mut positions, errors) = tasks.open_many(&ids);
+        if let Some(e) = errors.into_iter().next() {
+            self.errors.lock().get_or_insert(e);
         }
         positions.retain(|(tp, _)| partitions.contains(tp));
         positions

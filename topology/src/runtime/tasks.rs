@@ -1,9 +1,12 @@
 //! The tasks of one stream thread (or of a lockstep run) and their shared producer: opening,
 //! closing and committing them together.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use tracing::warn;
 
@@ -55,6 +58,76 @@ impl TaskSet {
             .into_iter()
             .map(|(tp, next)| (tp.clone(), task.fetch_position(&tp).unwrap_or(next)))
             .collect())
+    }
+
+    /// Opens tasks side by side and returns where to read each of their inputs, with the
+    /// error of every task that failed to open. Restoring a task is independent of the
+    /// others', and one thread's share is often a few big tasks next to many small ones: the
+    /// tasks are opened by as many workers as there are cores, the biggest restore first, so
+    /// that the biggest is not queued behind the rest.
+    pub(crate) fn open_many(
+        &mut self,
+        ids: &BTreeSet<TaskId>,
+    ) -> (Vec<(TopicPartition, u64)>, Vec<RuntimeError>) {
+        let mut missing: Vec<(u64, TaskId)> = ids
+            .iter()
+            .filter(|id| !self.tasks.contains_key(id))
+            .map(|&id| (Task::restore_estimate(&self.shared, id), id))
+            .collect();
+        missing.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(missing.len());
+        let next = AtomicUsize::new(0);
+        let opened: Mutex<Vec<(TaskId, Result<Task, RuntimeError>)>> = Mutex::new(Vec::new());
+        // Takes the next task off the list until none is left.
+        let work = || {
+            while let Some(&(_, id)) = missing.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let task = Task::open(&self.shared, id.subtopology, id.partition).map_err(RuntimeError::from);
+                opened.lock().push((id, task));
+            }
+        };
+        std::thread::scope(|scope| {
+            // This thread is one of the workers, so the list is worked off even if no other
+            // can be started; the others log under this thread's span.
+            let span = tracing::Span::current();
+            for w in 1..workers {
+                let span = span.clone();
+                let started = std::thread::Builder::new()
+                    .name(format!("task-open-{w}"))
+                    .spawn_scoped(scope, || {
+                        let _span = span.entered();
+                        work();
+                    });
+                if let Err(e) = started {
+                    warn!(error = %e, "starting a task-opening worker; the others take its share");
+                }
+            }
+            work();
+        });
+        let mut errors = Vec::new();
+        for (id, task) in opened.into_inner() {
+            match task {
+                Ok(task) => {
+                    for (tp, _) in task.positions() {
+                        self.by_input.insert(tp, id);
+                    }
+                    self.tasks.insert(id, task);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut positions = Vec::new();
+        for id in ids {
+            if let Some(task) = self.tasks.get(id) {
+                positions.extend(
+                    task.positions()
+                        .into_iter()
+                        .map(|(tp, next)| (tp.clone(), task.fetch_position(&tp).unwrap_or(next))),
+                );
+            }
+        }
+        (positions, errors)
     }
 
     /// Closes a task; `clean` commits what it has first.

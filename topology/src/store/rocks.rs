@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedOptions, BoundColumnFamily, Cache, DBWithThreadMode, DataBlockIndexType, IteratorMode,
-    MultiThreaded, Options, WriteOptions,
+    MultiThreaded, Options, ReadOptions, WriteOptions,
 };
 
 use super::{Checkpoint, StateFactory, StoreBackend, WriteBatch};
@@ -185,16 +185,21 @@ impl StoreBackend for RocksBackend {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let cf = self.handle()?;
-        let iter = self
-            .db
-            .iterator_cf(&cf, IteratorMode::From(from, rocksdb::Direction::Forward));
-        for item in iter {
-            let (k, v) = item.map_err(|e| rocks_err(&self.cf, e))?;
-            if to.is_some_and(|to| &*k >= to) || !visit(&k, &v) {
-                break;
-            }
+        // A raw iterator lends each entry in place (the iterator adapter copies every key and
+        // value into boxes of its own); the bound stops RocksDB at `to` itself.
+        let mut opts = ReadOptions::default();
+        if let Some(to) = to {
+            opts.set_iterate_upper_bound(to.to_vec());
         }
-        Ok(())
+        let mut iter = self.db.raw_iterator_cf_opt(&cf, opts);
+        iter.seek(from);
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !visit(k, v) {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status().map_err(|e| rocks_err(&self.cf, e))
     }
 
     fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError> {
@@ -248,6 +253,44 @@ impl StoreBackend for RocksBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scans see their own family only, in key order, from `from` up to (not including) `to`,
+    /// from the memtable and from flushed tables alike, and stop when the visitor says so.
+    #[test]
+    fn scans_keep_to_their_family_and_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = RocksState::open(dir.path()).unwrap();
+        let a = state.open("a", 0).unwrap();
+        let b = state.open("a", 1).unwrap();
+        let put = |s: &Arc<dyn StoreBackend>, keys: &[&str]| {
+            let batch: WriteBatch = keys
+                .iter()
+                .map(|k| (k.as_bytes().to_vec(), Some(format!("v-{k}").into_bytes())))
+                .collect();
+            s.apply(&batch).unwrap();
+        };
+        put(&a, &["m1/d2", "m1/d1", "m2/d1"]);
+        state.db.flush_cf(&state.db.cf_handle("a.0").unwrap()).unwrap();
+        put(&a, &["m1/d3", "m10/d1", "m0/d9"]);
+        put(&b, &["m1/d0", "m1/d4"]);
+        let scan = |from: &str, to: Option<&str>, limit: usize| {
+            let mut seen = Vec::new();
+            a.scan(from.as_bytes(), to.map(str::as_bytes), &mut |k, v| {
+                assert_eq!(v, format!("v-{}", String::from_utf8_lossy(k)).as_bytes());
+                seen.push(String::from_utf8(k.to_vec()).unwrap());
+                seen.len() < limit
+            })
+            .unwrap();
+            seen
+        };
+        assert_eq!(scan("m1/", Some("m10"), 99), ["m1/d1", "m1/d2", "m1/d3"]);
+        assert_eq!(
+            scan("", None, 99),
+            ["m0/d9", "m1/d1", "m1/d2", "m1/d3", "m10/d1", "m2/d1"]
+        );
+        assert_eq!(scan("m1/d2", None, 2), ["m1/d2", "m1/d3"]);
+        assert!(scan("m3", None, 99).is_empty());
+    }
 
     /// Blocks read through one store's column family show in the cache that every other family
     /// reports: one cache per database, not one per store partition.

@@ -148,6 +148,24 @@ pub(crate) struct Task {
 
 impl Task {
     /// Opens a task: stores restored, positions known, processors initialised.
+    /// About how many changelog records opening the task replays: its changelog's length,
+    /// less what a local checkpoint already has. Orders the opening of tasks; a figure that
+    /// cannot be read counts as none.
+    pub(crate) fn restore_estimate(shared: &Shared, id: TaskId) -> u64 {
+        let topology = &shared.topology;
+        let sub = &topology.subtopologies[id.subtopology as usize];
+        let changelog = TopicPartition::new(topology.changelog_topic(sub), id.partition);
+        let (Ok(start), Ok(end)) = (
+            shared.log.start_offset(&changelog),
+            shared.log.end_offset(&changelog),
+        ) else {
+            return 0;
+        };
+        let name = format!("{}-{}", sub.name, id.partition);
+        let checkpoint = shared.state.read_checkpoint(&name).ok().flatten();
+        plan_restore(checkpoint.as_ref(), start, end).records()
+    }
+
     pub(crate) fn open(shared: &Arc<Shared>, subtopology: u32, partition: u32) -> Result<Task, ProcessError> {
         let topology = &shared.topology;
         let sub = &topology.subtopologies[subtopology as usize];
