@@ -8,7 +8,7 @@
 //! depends on how many partitions there are or how tasks are spread, so the same input gives
 //! the same outputs, in the same order, for any partition count.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use super::tasks::TaskSet;
@@ -48,14 +48,17 @@ impl Lockstep {
         let producer = shared.log.producer(None, None)?;
         let mut tasks = TaskSet::new(shared.clone(), producer);
         let mut time = EventTime::MIN;
+        let mut ids = BTreeSet::new();
         for sub in shared.topology.subtopologies() {
             let partitions = sub.topics.first().map_or(1, |t| shared.partitions[t]);
-            for partition in 0..partitions {
-                tasks.open(TaskId {
-                    subtopology: sub.id,
-                    partition,
-                })?;
-            }
+            ids.extend((0..partitions).map(|partition| TaskId {
+                subtopology: sub.id,
+                partition,
+            }));
+        }
+        let (_, errors) = tasks.open_many(&ids);
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
         }
         for task in tasks.tasks.values() {
             time = time.max(task.stream_time());

@@ -43,23 +43,6 @@ impl TaskSet {
         })
     }
 
-    /// Opens a task (restoring its state) and returns where to read each of its inputs.
-    pub(crate) fn open(&mut self, id: TaskId) -> Result<Vec<(TopicPartition, u64)>, RuntimeError> {
-        if !self.tasks.contains_key(&id) {
-            let task = Task::open(&self.shared, id.subtopology, id.partition)?;
-            for (tp, _) in task.positions() {
-                self.by_input.insert(tp, id);
-            }
-            self.tasks.insert(id, task);
-        }
-        let task = &self.tasks[&id];
-        Ok(task
-            .positions()
-            .into_iter()
-            .map(|(tp, next)| (tp.clone(), task.fetch_position(&tp).unwrap_or(next)))
-            .collect())
-    }
-
     /// Opens tasks side by side and returns where to read each of their inputs, with the
     /// error of every task that failed to open. Restoring a task is independent of the
     /// others', and one thread's share is often a few big tasks next to many small ones: the
@@ -72,9 +55,15 @@ impl TaskSet {
         let mut missing: Vec<(u64, TaskId)> = ids
             .iter()
             .filter(|id| !self.tasks.contains_key(id))
-            .map(|&id| (Task::restore_estimate(&self.shared, id), id))
+            .map(|&id| (0, id))
             .collect();
-        missing.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        // The order matters only with more than one to open (the estimate asks the log).
+        if missing.len() > 1 {
+            for (estimate, id) in &mut missing {
+                *estimate = Task::restore_estimate(&self.shared, *id);
+            }
+            missing.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(missing.len());
