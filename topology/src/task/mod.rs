@@ -146,34 +146,41 @@ pub(crate) struct Task {
     sent: usize,
 }
 
+/// A task's name (its checkpoint's and its logs') and its changelog partition.
+fn name_and_changelog(topology: &crate::topology::Topology, id: TaskId) -> (String, TopicPartition) {
+    let sub = &topology.subtopologies[id.subtopology as usize];
+    (
+        format!("{}-{}", sub.name, id.partition),
+        TopicPartition::new(topology.changelog_topic(sub), id.partition),
+    )
+}
+
 impl Task {
-    /// Opens a task: stores restored, positions known, processors initialised.
     /// About how many changelog records opening the task replays: its changelog's length,
     /// less what a local checkpoint already has. Orders the opening of tasks; a figure that
     /// cannot be read counts as none.
     pub(crate) fn restore_estimate(shared: &Shared, id: TaskId) -> u64 {
-        let topology = &shared.topology;
-        let sub = &topology.subtopologies[id.subtopology as usize];
-        let changelog = TopicPartition::new(topology.changelog_topic(sub), id.partition);
+        let (name, changelog) = name_and_changelog(&shared.topology, id);
         let (Ok(start), Ok(end)) = (
             shared.log.start_offset(&changelog),
             shared.log.end_offset(&changelog),
         ) else {
             return 0;
         };
-        let name = format!("{}-{}", sub.name, id.partition);
         let checkpoint = shared.state.read_checkpoint(&name).ok().flatten();
         plan_restore(checkpoint.as_ref(), start, end).records()
     }
 
+    /// Opens a task: stores restored, positions known, processors initialised.
     pub(crate) fn open(shared: &Arc<Shared>, subtopology: u32, partition: u32) -> Result<Task, ProcessError> {
         let topology = &shared.topology;
         let sub = &topology.subtopologies[subtopology as usize];
-        let name: Arc<str> = format!("{}-{partition}", sub.name).into();
         let id = TaskId {
             subtopology,
             partition,
         };
+        let (name, changelog) = name_and_changelog(topology, id);
+        let name: Arc<str> = name.into();
         let started = Instant::now();
 
         let mut stores: Vec<Option<StagedStore>> = (0..topology.stores.len()).map(|_| None).collect();
@@ -188,7 +195,6 @@ impl Task {
         let timers_backend = shared.state.open(&timers_name, partition)?;
         backends.insert(timers_name.clone(), timers_backend.clone());
 
-        let changelog = TopicPartition::new(topology.changelog_topic(sub), partition);
         let checkpoint = shared.state.read_checkpoint(&name)?;
         crate::metrics::restoring(&name, true);
         let restored = restore(&*shared.log, &changelog, &backends, checkpoint, &name)?;
