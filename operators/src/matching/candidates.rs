@@ -1,6 +1,5 @@
 //! A market's drivers, indexed by H3 cell, and the search for the best available candidate.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use foldhash::HashMap;
@@ -10,20 +9,14 @@ use h3o::{CellIndex, Resolution};
 use crate::geo;
 use crate::messages::DriverView;
 
-/// What makes a driver available (DESIGN.md §4).
+/// What makes a driver available (DESIGN.md §4): online, holding no trip, and pinged at most
+/// `freshness_ms` before `at`.
 #[derive(Debug, Clone, Copy)]
 pub struct Availability {
     /// The decision's event time.
     pub at: i64,
     /// Longest allowed age of the last ping, ms.
     pub freshness_ms: i64,
-}
-
-impl Availability {
-    /// Online, holding no trip, and pinged at most `freshness` before `at`.
-    pub fn admits(&self, view: &DriverView) -> bool {
-        view.online && view.busy.is_none() && self.at - view.ping_ts <= self.freshness_ms
-    }
 }
 
 /// A candidate: a driver and its distance to the pickup.
@@ -33,13 +26,41 @@ pub struct Candidate {
     pub distance_km: f64,
 }
 
+/// What the search needs of a driver: its view without its strings. The id is the index's
+/// key, the vehicle class a place in the index's table of classes, and the trip holding the
+/// driver only whether there is one (a market can hold millions of drivers).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    lat: f64,
+    lng: f64,
+    cell9: u64,
+    cell7: u64,
+    ping_ts: i64,
+    /// Place in `classes`, or [`NO_CLASS`].
+    class: u32,
+    online: bool,
+    busy: bool,
+}
+
+const NO_CLASS: u32 = u32::MAX;
+
+impl Slot {
+    fn available(&self, availability: &Availability) -> bool {
+        self.online && !self.busy && availability.at - self.ping_ts <= availability.freshness_ms
+    }
+}
+
 /// The drivers one market can match: its own and those near its borders. A driver's id is
-/// held once and shared by the map and both cell sets (a market can hold millions of views).
+/// held once and shared by the map and both cell lists.
+///
+/// The cell lists are unordered: the search takes the minimum by (distance, id) and the
+/// supply is a count, so neither depends on the order in which drivers were met.
 #[derive(Debug, Default, Clone)]
 pub struct MarketIndex {
-    drivers: HashMap<Arc<str>, DriverView>,
-    by_cell9: HashMap<u64, BTreeSet<Arc<str>>>,
-    by_cell7: HashMap<u64, BTreeSet<Arc<str>>>,
+    drivers: HashMap<Arc<str>, Slot>,
+    by_cell9: HashMap<u64, Vec<Arc<str>>>,
+    by_cell7: HashMap<u64, Vec<Arc<str>>>,
+    classes: Vec<Arc<str>>,
 }
 
 impl MarketIndex {
@@ -51,47 +72,64 @@ impl MarketIndex {
         self.drivers.is_empty()
     }
 
-    pub fn get(&self, driver_id: &str) -> Option<&DriverView> {
-        self.drivers.get(driver_id)
+    fn class_of(&mut self, class: Option<&str>) -> u32 {
+        let Some(class) = class else {
+            return NO_CLASS;
+        };
+        match self.classes.iter().position(|c| &**c == class) {
+            Some(place) => place as u32,
+            None => {
+                self.classes.push(Arc::from(class));
+                self.classes.len() as u32 - 1
+            }
+        }
     }
 
-    pub fn drivers(&self) -> impl Iterator<Item = &DriverView> {
-        self.drivers.values()
+    fn slot(&mut self, view: &DriverView) -> Slot {
+        Slot {
+            lat: view.lat,
+            lng: view.lng,
+            cell9: view.cell9,
+            cell7: view.cell7,
+            ping_ts: view.ping_ts,
+            class: self.class_of(view.vehicle_class.as_deref()),
+            online: view.online,
+            busy: view.busy.is_some(),
+        }
     }
 
     pub fn upsert(&mut self, view: DriverView) {
-        // Most pings leave a driver in the cells it was in: only the view changes.
-        if let Some(old) = self.drivers.get_mut(view.driver_id.as_str())
-            && old.cell9 == view.cell9
-            && old.cell7 == view.cell7
-        {
-            *old = view;
-            return;
-        }
-        self.remove(&view.driver_id);
-        let id: Arc<str> = Arc::from(view.driver_id.as_str());
-        self.by_cell9.entry(view.cell9).or_default().insert(id.clone());
-        self.by_cell7.entry(view.cell7).or_default().insert(id.clone());
-        self.drivers.insert(id, view);
+        let slot = self.slot(&view);
+        self.put(view.driver_id, slot);
     }
 
-    /// Upserts many views, with room made for all of them at once: building an index of a
-    /// million drivers one upsert at a time grows (and copies) its table twenty times over.
-    pub fn extend(&mut self, views: impl ExactSizeIterator<Item = DriverView>) {
-        self.drivers.reserve(views.len());
-        for view in views {
-            self.upsert(view);
+    fn put(&mut self, id: impl AsRef<str> + Into<Arc<str>>, slot: Slot) {
+        // Most pings leave a driver in the cells it was in: only the slot changes.
+        if let Some(old) = self.drivers.get_mut(id.as_ref())
+            && old.cell9 == slot.cell9
+            && old.cell7 == slot.cell7
+        {
+            *old = slot;
+            return;
         }
+        self.remove(id.as_ref());
+        let id: Arc<str> = id.into();
+        self.by_cell9.entry(slot.cell9).or_default().push(id.clone());
+        self.by_cell7.entry(slot.cell7).or_default().push(id.clone());
+        self.drivers.insert(id, slot);
     }
 
     pub fn remove(&mut self, driver_id: &str) {
-        if let Some(old) = self.drivers.remove(driver_id) {
-            for (index, cell) in [(&mut self.by_cell9, old.cell9), (&mut self.by_cell7, old.cell7)] {
-                if let Some(set) = index.get_mut(&cell) {
-                    set.remove(driver_id);
-                    if set.is_empty() {
-                        index.remove(&cell);
-                    }
+        let Some((id, old)) = self.drivers.remove_entry(driver_id) else {
+            return;
+        };
+        for (index, cell) in [(&mut self.by_cell9, old.cell9), (&mut self.by_cell7, old.cell7)] {
+            if let Some(ids) = index.get_mut(&cell) {
+                if let Some(place) = ids.iter().position(|held| Arc::ptr_eq(held, &id)) {
+                    ids.swap_remove(place);
+                }
+                if ids.is_empty() {
+                    index.remove(&cell);
                 }
             }
         }
@@ -101,7 +139,7 @@ impl MarketIndex {
     pub fn supply(&self, cell7: u64, availability: &Availability) -> usize {
         self.by_cell7.get(&cell7).map_or(0, |ids| {
             ids.iter()
-                .filter(|id| self.drivers.get(*id).is_some_and(|v| availability.admits(v)))
+                .filter(|id| self.drivers.get(*id).is_some_and(|s| s.available(availability)))
                 .count()
         })
     }
@@ -122,6 +160,8 @@ impl MarketIndex {
         availability: &Availability,
         excluded: &dyn Fn(&str) -> bool,
     ) -> Option<Candidate> {
+        // A class no driver of this market has: nobody to find.
+        let class = self.classes.iter().position(|c| &**c == class)? as u32;
         let center: CellIndex = geo::cell9(pickup.0, pickup.1);
         let last_ring = geo::rings_to_cover(Resolution::Nine, radius_km);
         let mut best: Option<Candidate> = None;
@@ -140,14 +180,11 @@ impl MarketIndex {
                 };
                 for id in ids {
                     let id: &str = id;
-                    let view = &self.drivers[id];
-                    if view.vehicle_class.as_deref() != Some(class)
-                        || !availability.admits(view)
-                        || excluded(id)
-                    {
+                    let slot = &self.drivers[id];
+                    if slot.class != class || !slot.available(availability) || excluded(id) {
                         continue;
                     }
-                    let d = geo::haversine_km(pickup.0, pickup.1, view.lat, view.lng);
+                    let d = geo::haversine_km(pickup.0, pickup.1, slot.lat, slot.lng);
                     if d > radius_km {
                         continue;
                     }
@@ -168,9 +205,45 @@ impl MarketIndex {
     }
 }
 
+/// Builds a market's index from many views in one piece (when a task opens): the views are
+/// held as compactly as the index holds them, and the index's table is sized once for all of
+/// them. Built one upsert at a time, an index of a million drivers grows (and copies) its
+/// table twenty times over.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    index: MarketIndex,
+    pending: Vec<(Arc<str>, Slot)>,
+}
+
+impl IndexBuilder {
+    /// Adds to `index`; a view of a driver it holds replaces the driver's.
+    pub fn new(index: MarketIndex) -> Self {
+        IndexBuilder {
+            index,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds a view; of a driver's views, the last one pushed wins.
+    pub fn push(&mut self, view: DriverView) {
+        let slot = self.index.slot(&view);
+        self.pending.push((Arc::from(view.driver_id), slot));
+    }
+
+    pub fn build(self) -> MarketIndex {
+        let IndexBuilder { mut index, pending } = self;
+        index.drivers.reserve(pending.len());
+        for (id, slot) in pending {
+            index.put(id, slot);
+        }
+        index
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
 
     fn view(id: &str, lat: f64, lng: f64, ping_ts: i64) -> DriverView {
         DriverView {
@@ -186,14 +259,40 @@ mod tests {
         }
     }
 
+    fn admits(availability: &Availability, view: &DriverView) -> bool {
+        view.online && view.busy.is_none() && availability.at - view.ping_ts <= availability.freshness_ms
+    }
+
+    /// The index's cells as sets of ids (its lists are unordered).
+    fn cells(index: &HashMap<u64, Vec<Arc<str>>>) -> BTreeMap<u64, BTreeSet<String>> {
+        index
+            .iter()
+            .map(|(cell, ids)| (*cell, ids.iter().map(|id| id.to_string()).collect()))
+            .collect()
+    }
+
+    /// What the index holds of a driver, as the view it was given would make it.
+    fn held(index: &MarketIndex, id: &str) -> Option<(Slot, Option<String>)> {
+        index.drivers.get(id).map(|slot| {
+            let class = index.classes.get(slot.class as usize).map(|c| c.to_string());
+            (Slot { class: 0, ..*slot }, class)
+        })
+    }
+
+    fn expected(view: &DriverView) -> (Slot, Option<String>) {
+        let slot = MarketIndex::default().slot(view);
+        (Slot { class: 0, ..slot }, view.vehicle_class.clone())
+    }
+
+    /// The best candidate by brute force over the views the index was given.
     fn brute_force(
-        index: &MarketIndex,
+        views: &BTreeMap<String, DriverView>,
         pickup: (f64, f64),
         availability: &Availability,
     ) -> Option<Candidate> {
-        index
-            .drivers()
-            .filter(|v| availability.admits(v) && v.vehicle_class.as_deref() == Some("economy"))
+        views
+            .values()
+            .filter(|v| admits(availability, v) && v.vehicle_class.as_deref() == Some("economy"))
             .map(|v| Candidate {
                 driver_id: v.driver_id.clone(),
                 distance_km: geo::haversine_km(pickup.0, pickup.1, v.lat, v.lng),
@@ -216,15 +315,18 @@ mod tests {
         };
         for round in 0..50 {
             let mut index = MarketIndex::default();
+            let mut views = BTreeMap::new();
             for i in 0..rng.gen_range(0..60) {
                 let lat = 52.52 + rng.gen_range(-0.08..0.08);
                 let lng = 13.40 + rng.gen_range(-0.12..0.12);
-                index.upsert(view(&format!("d{i:03}"), lat, lng, rng.gen_range(-40_000..1_000)));
+                let v = view(&format!("d{i:03}"), lat, lng, rng.gen_range(-40_000..1_000));
+                views.insert(v.driver_id.clone(), v.clone());
+                index.upsert(v);
             }
             // Later pings: some stay in their cells, some move, some go stale or busy.
             for _ in 0..rng.gen_range(0..60) {
                 let id = format!("d{:03}", rng.gen_range(0..60));
-                let Some(mut v) = index.get(&id).cloned() else {
+                let Some(mut v) = views.get(&id).cloned() else {
                     continue;
                 };
                 let step = if rng.gen_bool(0.5) { 0.00002 } else { 0.02 };
@@ -236,43 +338,67 @@ mod tests {
                 if rng.gen_bool(0.1) {
                     v.busy = Some("t".into());
                 }
+                if rng.gen_bool(0.1) {
+                    v.vehicle_class = Some("comfort".into());
+                }
+                views.insert(id, v.clone());
                 index.upsert(v);
             }
+            // Some drivers leave the market.
+            for _ in 0..rng.gen_range(0..10) {
+                let id = format!("d{:03}", rng.gen_range(0..60));
+                views.remove(&id);
+                index.remove(&id);
+            }
+            assert_eq!(index.len(), views.len());
             let pickup = (
                 52.52 + rng.gen_range(-0.05..0.05),
                 13.40 + rng.gen_range(-0.05..0.05),
             );
             let found = index.best(pickup, "economy", 5.0, &availability, &|_| false);
-            assert_eq!(found, brute_force(&index, pickup, &availability), "round {round}");
+            assert_eq!(found, brute_force(&views, pickup, &availability), "round {round}");
         }
     }
 
-    /// An index built from many views at once is the one their upserts build, repeats and
-    /// moves included.
+    /// An index built in one piece is the one upserts build, repeats, moves and a driver the
+    /// index already held included.
     #[test]
-    fn extend_builds_what_upserts_build() {
+    fn a_built_index_is_what_upserts_build() {
         let views: Vec<DriverView> = (0..500)
             .map(|i| {
                 let id = format!("d{:03}", i % 400);
                 let step = if i < 400 { 0.0 } else { 0.03 };
-                view(
+                let mut v = view(
                     &id,
                     52.50 + (i % 40) as f64 * 0.001 + step,
                     13.40 + (i / 40) as f64 * 0.001,
                     i,
-                )
+                );
+                if i % 7 == 0 {
+                    v.vehicle_class = Some("comfort".into());
+                }
+                if i % 11 == 0 {
+                    v.vehicle_class = None;
+                    v.busy = Some("t1".into());
+                }
+                v
             })
             .collect();
         let mut one_by_one = MarketIndex::default();
+        one_by_one.upsert(view("d000", 52.0, 13.0, -1));
         views.iter().cloned().for_each(|v| one_by_one.upsert(v));
-        let mut at_once = MarketIndex::default();
-        at_once.upsert(view("d000", 52.0, 13.0, -1));
-        at_once.extend(views.into_iter());
+        let mut before = MarketIndex::default();
+        before.upsert(view("d000", 52.0, 13.0, -1));
+        let mut builder = IndexBuilder::new(before);
+        views.iter().cloned().for_each(|v| builder.push(v));
+        let at_once = builder.build();
         assert_eq!(at_once.len(), 400);
-        assert_eq!(at_once.by_cell9, one_by_one.by_cell9);
-        assert_eq!(at_once.by_cell7, one_by_one.by_cell7);
-        for v in one_by_one.drivers() {
-            assert_eq!(at_once.get(&v.driver_id), Some(v));
+        assert_eq!(cells(&at_once.by_cell9), cells(&one_by_one.by_cell9));
+        assert_eq!(cells(&at_once.by_cell7), cells(&one_by_one.by_cell7));
+        let last: BTreeMap<&str, &DriverView> = views.iter().map(|v| (v.driver_id.as_str(), v)).collect();
+        for (id, v) in last {
+            assert_eq!(held(&at_once, id), Some(expected(v)), "{id}");
+            assert_eq!(held(&one_by_one, id), Some(expected(v)), "{id}");
         }
     }
 
@@ -307,10 +433,10 @@ mod tests {
         let mut index = MarketIndex::default();
         index.upsert(view("d", 52.52, 13.40, 0));
         let mut later = view("d", 52.520001, 13.400001, 5_000);
-        assert_eq!(later.cell9, index.get("d").unwrap().cell9, "same cell");
+        assert_eq!(later.cell9, index.drivers["d"].cell9, "same cell");
         later.busy = Some("t1".into());
         index.upsert(later.clone());
-        assert_eq!(index.get("d"), Some(&later));
+        assert_eq!(held(&index, "d"), Some(expected(&later)));
         let availability = Availability {
             at: 5_000,
             freshness_ms: 30_000,
@@ -326,6 +452,10 @@ mod tests {
         index.remove("d");
         assert!(index.is_empty());
         assert_eq!(index.supply(later.cell7, &availability), 0);
+        assert!(
+            index.by_cell9.is_empty() && index.by_cell7.is_empty(),
+            "no empty cells left"
+        );
     }
 
     #[test]

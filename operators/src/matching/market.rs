@@ -10,7 +10,7 @@ use fleetstream_schemas::{
 use fleetstream_topology::store::KvStore;
 use fleetstream_topology::{Context, DeadLetter, ProcessError, Processor, Record, Timer};
 
-use super::candidates::{Availability, MarketIndex};
+use super::candidates::{Availability, IndexBuilder, MarketIndex};
 use super::surge;
 use crate::config::JobConfig;
 use crate::geo;
@@ -653,19 +653,22 @@ impl Processor for MarketStep {
         // Replicas are keyed `market/driver`, so the scan meets a market's drivers one after
         // the other: each run of them goes into its market's index in one piece.
         let index = &mut self.index;
-        let mut run: Option<String> = None;
-        let mut views: Vec<DriverView> = Vec::new();
+        let mut run: Option<(String, IndexBuilder)> = None;
         ctx.kv(&self.drivers).for_each_prefix(&[], |key, view| {
             let market = key.split_once('/').map_or(key.as_str(), |(m, _)| m);
-            if run.as_deref() != Some(market)
-                && let Some(done) = run.replace(market.to_string())
-            {
-                index.entry(done).or_default().extend(views.drain(..));
+            match &mut run {
+                Some((current, builder)) if current == market => builder.push(view),
+                _ => {
+                    let mut builder = IndexBuilder::new(index.remove(market).unwrap_or_default());
+                    builder.push(view);
+                    if let Some((done, built)) = run.replace((market.to_string(), builder)) {
+                        index.insert(done, built.build());
+                    }
+                }
             }
-            views.push(view);
         })?;
-        if let Some(done) = run {
-            index.entry(done).or_default().extend(views.drain(..));
+        if let Some((done, built)) = run {
+            index.insert(done, built.build());
         }
         Ok(())
     }

@@ -40,6 +40,11 @@ pub trait StoreBackend: Send + Sync {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
     fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError>;
+    /// Applies a batch that is sorted by key with one write per key ([`restore::coalesce`]),
+    /// as a restore writes: a backend may load it in bulk rather than write by write.
+    fn load(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        self.apply(batch)
+    }
     /// Removes everything (before a full restore).
     fn clear(&self) -> Result<(), StoreError>;
     /// Estimated number of entries, for metrics.

@@ -26,6 +26,7 @@ use crate::processor::Timer;
 use crate::record::{EventTime, LogRecord, ProducerRecord, TopicPartition, partition_for};
 use crate::runtime::Shared;
 use crate::store::changelog::{self, CommitMarker, Entry};
+use crate::store::restore::coalesce;
 use crate::store::staged::StagedStore;
 use crate::store::{Checkpoint, StoreBackend, StoreId, WriteBatch, plan_restore};
 
@@ -554,9 +555,12 @@ impl Task {
 /// A write read from the changelog: (offset, store's place in the batches, key, value).
 type PendingWrite = (u64, usize, Vec<u8>, Option<Vec<u8>>);
 
-/// Writes of completed commits applied to the stores at once: one RocksDB write per this many
-/// entries rather than one per commit (a commit can be a handful of records).
-const RESTORE_BATCH: usize = 64 * 1024;
+/// Writes of completed commits are applied to the stores together, once this many have
+/// gathered or they hold [`RESTORE_BATCH_BYTES`]: one sorted load per store rather than one
+/// write per commit (a commit can be a handful of records). Larger loads make fewer table
+/// files for RocksDB to merge later; the bound is what a restoring task holds in memory.
+const RESTORE_BATCH: usize = 256 * 1024;
+const RESTORE_BATCH_BYTES: usize = 32 << 20;
 
 /// Replays the task's changelog partition into its stores, from the checkpoint on, applying
 /// writes only up to the last commit marker.
@@ -595,7 +599,7 @@ fn restore(
     // The stores named in the changelog, and the completed writes of each not yet applied.
     let mut names: Vec<String> = Vec::new();
     let mut ready: Vec<WriteBatch> = Vec::new();
-    let mut ready_len = 0usize;
+    let (mut ready_len, mut ready_bytes) = (0usize, 0usize);
     let apply = |names: &[String], ready: &mut Vec<WriteBatch>| -> Result<u64, StoreError> {
         let mut applied = 0;
         for (store, batch) in names.iter().zip(ready.iter_mut()) {
@@ -603,7 +607,10 @@ fn restore(
                 continue;
             }
             match backends.get(store) {
-                Some(backend) => backend.apply(batch)?,
+                Some(backend) => {
+                    coalesce(batch);
+                    backend.load(batch)?
+                }
                 None => warn!(task, store, "changelog names a store this topology no longer has"),
             }
             applied += batch.len() as u64;
@@ -655,12 +662,13 @@ fn restore(
                             torn += 1;
                             continue;
                         }
+                        ready_bytes += key.len() + value.as_ref().map_or(0, Vec::len);
                         ready[place].push((key, value));
                         ready_len += 1;
                     }
-                    if ready_len >= RESTORE_BATCH {
+                    if ready_len >= RESTORE_BATCH || ready_bytes >= RESTORE_BATCH_BYTES {
                         applied += apply(&names, &mut ready)?;
-                        ready_len = 0;
+                        (ready_len, ready_bytes) = (0, 0);
                     }
                     restored.positions = Some(marker.positions);
                     restored.stream_time = Some(marker.stream_time);
