@@ -606,6 +606,8 @@ fn restore(
             if batch.is_empty() {
                 continue;
             }
+            // Counted as replayed, before a key's earlier writes in the batch are dropped.
+            applied += batch.len() as u64;
             match backends.get(store) {
                 Some(backend) => {
                     coalesce(batch);
@@ -613,7 +615,6 @@ fn restore(
                 }
                 None => warn!(task, store, "changelog names a store this topology no longer has"),
             }
-            applied += batch.len() as u64;
             batch.clear();
         }
         Ok(applied)
