@@ -50,26 +50,50 @@ impl Slot {
     }
 }
 
-/// The drivers one market can match: its own and those near its borders. A driver's id is
-/// held once and shared by the map and both cell lists.
+/// A driver the index holds: its id beside its slot.
+#[derive(Debug, Clone)]
+struct Entry {
+    id: Arc<str>,
+    slot: Slot,
+}
+
+/// The drivers one market can match: its own and those near its borders.
+///
+/// Each driver has a place in `entries`; the id map and both cell lists hold that place, so
+/// the search and the supply read drivers straight from the cell lists, without hashing an
+/// id. A place freed by a driver leaving the market is reused by the next one to arrive.
 ///
 /// The cell lists are unordered: the search takes the minimum by (distance, id) and the
 /// supply is a count, so neither depends on the order in which drivers were met.
 #[derive(Debug, Default, Clone)]
 pub struct MarketIndex {
-    drivers: HashMap<Arc<str>, Slot>,
-    by_cell9: HashMap<u64, Vec<Arc<str>>>,
-    by_cell7: HashMap<u64, Vec<Arc<str>>>,
+    places: HashMap<Arc<str>, u32>,
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    by_cell9: HashMap<u64, Vec<u32>>,
+    by_cell7: HashMap<u64, Vec<u32>>,
     classes: Vec<Arc<str>>,
+}
+
+/// Takes `place` out of `cell`'s list, and the list out of the map once empty.
+fn unlist(index: &mut HashMap<u64, Vec<u32>>, cell: u64, place: u32) {
+    if let Some(places) = index.get_mut(&cell) {
+        if let Some(at) = places.iter().position(|held| *held == place) {
+            places.swap_remove(at);
+        }
+        if places.is_empty() {
+            index.remove(&cell);
+        }
+    }
 }
 
 impl MarketIndex {
     pub fn len(&self) -> usize {
-        self.drivers.len()
+        self.places.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.drivers.is_empty()
+        self.places.is_empty()
     }
 
     fn class_of(&mut self, class: Option<&str>) -> u32 {
@@ -104,42 +128,56 @@ impl MarketIndex {
     }
 
     fn put(&mut self, id: impl AsRef<str> + Into<Arc<str>>, slot: Slot) {
-        // Most pings leave a driver in the cells it was in: only the slot changes.
-        if let Some(old) = self.drivers.get_mut(id.as_ref())
-            && old.cell9 == slot.cell9
-            && old.cell7 == slot.cell7
-        {
-            *old = slot;
+        if let Some(&place) = self.places.get(id.as_ref()) {
+            // Most pings leave a driver in the cells it was in: only the slot changes.
+            let old = std::mem::replace(&mut self.entries[place as usize].slot, slot);
+            if old.cell9 != slot.cell9 {
+                unlist(&mut self.by_cell9, old.cell9, place);
+                self.by_cell9.entry(slot.cell9).or_default().push(place);
+            }
+            if old.cell7 != slot.cell7 {
+                unlist(&mut self.by_cell7, old.cell7, place);
+                self.by_cell7.entry(slot.cell7).or_default().push(place);
+            }
             return;
         }
-        self.remove(id.as_ref());
         let id: Arc<str> = id.into();
-        self.by_cell9.entry(slot.cell9).or_default().push(id.clone());
-        self.by_cell7.entry(slot.cell7).or_default().push(id.clone());
-        self.drivers.insert(id, slot);
+        let entry = Entry { id: id.clone(), slot };
+        let place = match self.free.pop() {
+            Some(place) => {
+                self.entries[place as usize] = entry;
+                place
+            }
+            None => {
+                self.entries.push(entry);
+                u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 drivers in a market")
+            }
+        };
+        self.places.insert(id, place);
+        self.by_cell9.entry(slot.cell9).or_default().push(place);
+        self.by_cell7.entry(slot.cell7).or_default().push(place);
     }
 
     pub fn remove(&mut self, driver_id: &str) {
-        let Some((id, old)) = self.drivers.remove_entry(driver_id) else {
+        let Some(place) = self.places.remove(driver_id) else {
             return;
         };
-        for (index, cell) in [(&mut self.by_cell9, old.cell9), (&mut self.by_cell7, old.cell7)] {
-            if let Some(ids) = index.get_mut(&cell) {
-                if let Some(place) = ids.iter().position(|held| Arc::ptr_eq(held, &id)) {
-                    ids.swap_remove(place);
-                }
-                if ids.is_empty() {
-                    index.remove(&cell);
-                }
-            }
-        }
+        let old = self.entries[place as usize].slot;
+        unlist(&mut self.by_cell9, old.cell9, place);
+        unlist(&mut self.by_cell7, old.cell7, place);
+        self.free.push(place);
+    }
+
+    /// The drivers listed in a cell.
+    fn listed<'a>(&'a self, places: &'a [u32]) -> impl Iterator<Item = &'a Entry> + 'a {
+        places.iter().map(|place| &self.entries[*place as usize])
     }
 
     /// Available drivers whose last ping lies in the resolution-7 cell (surge supply).
     pub fn supply(&self, cell7: u64, availability: &Availability) -> usize {
-        self.by_cell7.get(&cell7).map_or(0, |ids| {
-            ids.iter()
-                .filter(|id| self.drivers.get(*id).is_some_and(|s| s.available(availability)))
+        self.by_cell7.get(&cell7).map_or(0, |places| {
+            self.listed(places)
+                .filter(|e| e.slot.available(availability))
                 .count()
         })
     }
@@ -175,12 +213,11 @@ impl MarketIndex {
                 break;
             }
             for cell in geo::ring(center, k) {
-                let Some(ids) = self.by_cell9.get(&u64::from(cell)) else {
+                let Some(places) = self.by_cell9.get(&u64::from(cell)) else {
                     continue;
                 };
-                for id in ids {
+                for Entry { id, slot } in self.listed(places) {
                     let id: &str = id;
-                    let slot = &self.drivers[id];
                     if slot.class != class || !slot.available(availability) || excluded(id) {
                         continue;
                     }
@@ -232,7 +269,8 @@ impl IndexBuilder {
 
     pub fn build(self) -> MarketIndex {
         let IndexBuilder { mut index, pending } = self;
-        index.drivers.reserve(pending.len());
+        index.places.reserve(pending.len());
+        index.entries.reserve(pending.len());
         for (id, slot) in pending {
             index.put(id, slot);
         }
@@ -264,16 +302,17 @@ mod tests {
     }
 
     /// The index's cells as sets of ids (its lists are unordered).
-    fn cells(index: &HashMap<u64, Vec<Arc<str>>>) -> BTreeMap<u64, BTreeSet<String>> {
-        index
+    fn cells(index: &MarketIndex, cells: &HashMap<u64, Vec<u32>>) -> BTreeMap<u64, BTreeSet<String>> {
+        cells
             .iter()
-            .map(|(cell, ids)| (*cell, ids.iter().map(|id| id.to_string()).collect()))
+            .map(|(cell, places)| (*cell, index.listed(places).map(|e| e.id.to_string()).collect()))
             .collect()
     }
 
     /// What the index holds of a driver, as the view it was given would make it.
     fn held(index: &MarketIndex, id: &str) -> Option<(Slot, Option<String>)> {
-        index.drivers.get(id).map(|slot| {
+        index.places.get(id).map(|place| {
+            let slot = &index.entries[*place as usize].slot;
             let class = index.classes.get(slot.class as usize).map(|c| c.to_string());
             (Slot { class: 0, ..*slot }, class)
         })
@@ -350,6 +389,17 @@ mod tests {
                 views.remove(&id);
                 index.remove(&id);
             }
+            // Newcomers take the places of those who left.
+            for i in 0..rng.gen_range(0..10) {
+                let v = view(
+                    &format!("n{i}"),
+                    52.52 + rng.gen_range(-0.08..0.08),
+                    13.40 + rng.gen_range(-0.12..0.12),
+                    rng.gen_range(-40_000..1_000),
+                );
+                views.insert(v.driver_id.clone(), v.clone());
+                index.upsert(v);
+            }
             assert_eq!(index.len(), views.len());
             let pickup = (
                 52.52 + rng.gen_range(-0.05..0.05),
@@ -357,6 +407,16 @@ mod tests {
             );
             let found = index.best(pickup, "economy", 5.0, &availability, &|_| false);
             assert_eq!(found, brute_force(&views, pickup, &availability), "round {round}");
+            // Supply in every cell a driver is in, and in the pickup's.
+            let pickup_cell7 = geo::cell(pickup.0, pickup.1, Resolution::Seven).into();
+            let cells7: BTreeSet<u64> = views.values().map(|v| v.cell7).chain([pickup_cell7]).collect();
+            for cell7 in cells7 {
+                let supply = views
+                    .values()
+                    .filter(|v| v.cell7 == cell7 && admits(&availability, v))
+                    .count();
+                assert_eq!(index.supply(cell7, &availability), supply, "round {round}");
+            }
         }
     }
 
@@ -393,8 +453,14 @@ mod tests {
         views.iter().cloned().for_each(|v| builder.push(v));
         let at_once = builder.build();
         assert_eq!(at_once.len(), 400);
-        assert_eq!(cells(&at_once.by_cell9), cells(&one_by_one.by_cell9));
-        assert_eq!(cells(&at_once.by_cell7), cells(&one_by_one.by_cell7));
+        assert_eq!(
+            cells(&at_once, &at_once.by_cell9),
+            cells(&one_by_one, &one_by_one.by_cell9)
+        );
+        assert_eq!(
+            cells(&at_once, &at_once.by_cell7),
+            cells(&one_by_one, &one_by_one.by_cell7)
+        );
         let last: BTreeMap<&str, &DriverView> = views.iter().map(|v| (v.driver_id.as_str(), v)).collect();
         for (id, v) in last {
             assert_eq!(held(&at_once, id), Some(expected(v)), "{id}");
@@ -433,7 +499,7 @@ mod tests {
         let mut index = MarketIndex::default();
         index.upsert(view("d", 52.52, 13.40, 0));
         let mut later = view("d", 52.520001, 13.400001, 5_000);
-        assert_eq!(later.cell9, index.drivers["d"].cell9, "same cell");
+        assert_eq!(later.cell9, held(&index, "d").unwrap().0.cell9, "same cell");
         later.busy = Some("t1".into());
         index.upsert(later.clone());
         assert_eq!(held(&index, "d"), Some(expected(&later)));
