@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
+use chrono_tz::Tz;
 use fleetstream_schemas::{OvertimeFlag, Period, PunchKind};
 use serde::{Deserialize, Serialize};
 
@@ -225,6 +226,60 @@ pub fn figures(timeline: &Timeline, config: &OvertimeConfig, stage: Stage) -> BT
     out
 }
 
+/// Where a timeline must start for the windows starting on `from` or later to come out as
+/// from all punches: at the clock-in of the last completed shift starting before `from`.
+///
+/// From a clock-in on, pairing does not depend on what came before; that shift's clock-out is
+/// the rest period's reference for the next one (shifts that never clocked out do not move
+/// it); and whatever the earlier punches flag falls on days before `from`.
+fn start_for(punches: &[StoredPunch], tz: Tz, from: NaiveDate) -> usize {
+    // Everything before the first instant of `from` lies on earlier days.
+    let bound = calendar::day_start(tz, from);
+    // The kind of the next clock-in or clock-out after the punch looked at.
+    let mut next = None;
+    for (i, p) in punches.iter().enumerate().rev() {
+        match p.kind {
+            PunchKind::ClockIn if p.ts < bound && next == Some(PunchKind::ClockOut) => return i,
+            PunchKind::ClockIn | PunchKind::ClockOut => next = Some(p.kind),
+            PunchKind::BreakStart | PunchKind::BreakEnd => {}
+        }
+    }
+    0
+}
+
+/// The figures of the windows starting on `from` or later: those of [`figures`] over all
+/// `punches` (sorted by [`sort_punches`]), from the punches they depend on only.
+pub fn figures_from(
+    punches: &[StoredPunch],
+    config: &OvertimeConfig,
+    stage: Stage,
+    from: NaiveDate,
+) -> BTreeMap<WindowKey, Figures> {
+    let start = start_for(punches, config.timezone, from);
+    let mut out = figures(&timeline(&punches[start..], config), config, stage);
+    out.retain(|(_, first), _| *first >= from);
+    out
+}
+
+/// The first day whose figures a new punch can change, `punches` holding it (sorted by
+/// [`sort_punches`]) at `at`.
+///
+/// The punch changes at most the shift opened by the clock-in before it and what follows; all
+/// of that (shifts, rest periods, flags) is counted on the local days of those punches. The
+/// earliest of them is taken rather than the clock-in's, as local dates need not grow with
+/// time where clocks fall back across midnight.
+pub fn first_changed_day(punches: &[StoredPunch], at: usize, config: &OvertimeConfig) -> NaiveDate {
+    let opened = punches[..at]
+        .iter()
+        .rposition(|p| p.kind == PunchKind::ClockIn)
+        .unwrap_or(at);
+    punches[opened..]
+        .iter()
+        .map(|p| calendar::local_date(config.timezone, p.ts))
+        .min()
+        .expect("the punch itself")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +381,92 @@ mod tests {
         let f = figures(&timeline(&punches, &config()), &config(), Stage::Closing);
         assert!(f[&day("2026-10-20")].flags.contains(&OvertimeFlag::ShortRest));
         assert!(f[&day("2026-10-19")].flags.is_empty());
+    }
+
+    /// Random punch sequences of one employee over three weeks around a change of clocks,
+    /// malformed ones included: in Berlin (back an hour at 03:00) and in Santiago (back from
+    /// midnight to 23:00, so local dates do not grow with time there).
+    fn random_sheets() -> Vec<(OvertimeConfig, Vec<StoredPunch>)> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let zones = [
+            (chrono_tz::Europe::Berlin, "2026-10-15 00:00", "2026-10-31"),
+            (chrono_tz::America::Santiago, "2026-03-26 00:00", "2026-04-06"),
+        ];
+        let mut out = Vec::new();
+        for round in 0..200 {
+            let (tz, first, holiday) = zones[round % 2];
+            let config = OvertimeConfig {
+                timezone: tz,
+                holidays: vec![holiday.parse().unwrap()],
+                ..config()
+            };
+            let mut punches = Vec::new();
+            let mut t = at(first) + rng.gen_range(0..600) * calendar::MINUTE_MS;
+            for i in 0..rng.gen_range(1..50) {
+                // Mostly well-formed: in, (break), out, rest; now and then a stray punch.
+                let kind = match (i % 4, rng.gen_range(0..10)) {
+                    (_, 0) => PunchKind::BreakStart,
+                    (_, 1) => PunchKind::BreakEnd,
+                    (_, 2) => PunchKind::ClockIn,
+                    (0 | 2, _) => PunchKind::ClockIn,
+                    _ => PunchKind::ClockOut,
+                };
+                punches.push(StoredPunch {
+                    id: format!("p{i}"),
+                    kind,
+                    ts: t,
+                });
+                t += rng.gen_range(0..20 * 60) * calendar::MINUTE_MS;
+            }
+            sort_punches(&mut punches);
+            out.push((config, punches));
+        }
+        out
+    }
+
+    #[test]
+    fn figures_from_a_day_on_are_those_of_all_punches() {
+        for (n, (config, punches)) in random_sheets().into_iter().enumerate() {
+            let first = calendar::local_date(config.timezone, punches[0].ts);
+            let last = calendar::local_date(config.timezone, punches.last().unwrap().ts);
+            for stage in [Stage::Open, Stage::Closing] {
+                let all = figures(&timeline(&punches, &config), &config, stage);
+                let mut from = first - chrono::Duration::days(1);
+                while from <= last + chrono::Duration::days(1) {
+                    let mut want = all.clone();
+                    want.retain(|(_, start), _| *start >= from);
+                    assert_eq!(
+                        figures_from(&punches, &config, stage, from),
+                        want,
+                        "sheet {n}, {stage:?}, from {from}"
+                    );
+                    from += chrono::Duration::days(1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_punch_changes_no_window_before_the_week_of_its_first_changed_day() {
+        for (n, (config, punches)) in random_sheets().into_iter().enumerate() {
+            let all = |punches: &[StoredPunch], stage| figures(&timeline(punches, &config), &config, stage);
+            for at in 0..punches.len() {
+                let mut without = punches.clone();
+                let punch = without.remove(at);
+                let from = calendar::week_start(first_changed_day(&punches, at, &config));
+                for stage in [Stage::Open, Stage::Closing] {
+                    let earlier = |mut f: BTreeMap<WindowKey, Figures>| {
+                        f.retain(|(_, start), _| *start < from);
+                        f
+                    };
+                    assert_eq!(
+                        earlier(all(&without, stage)),
+                        earlier(all(&punches, stage)),
+                        "sheet {n}, punch {punch:?}, {stage:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -4,11 +4,12 @@
 //! as long as a window they belong to may still change. Every accepted punch recomputes the
 //! employee's shifts and the figures of their days and ISO weeks from the punches in
 //! event-time order ([`figures`]) — so late and out-of-order punches give exactly the result
-//! of processing in order — and every window whose figures changed is emitted again with a
-//! higher `version`. A day or week closes when stream time passes its local end plus the
-//! grace period: its record is emitted once more with `final: true` (flagged `open_shift` if a
-//! shift of it never clocked out) and never changes again. A punch that would change a closed
-//! window goes to the DLQ with the reason.
+//! of processing in order. Only the windows the punch can change are recomputed, from the
+//! punches they depend on ([`figures::figures_from`]). Every window whose figures changed is
+//! emitted again with a higher `version`. A day or week closes when stream time passes its
+//! local end plus the grace period: its record is emitted once more with `final: true`
+//! (flagged `open_shift` if a shift of it never clocked out) and never changes again. A punch
+//! that would change a closed window goes to the DLQ with the reason.
 
 pub mod calendar;
 pub mod figures;
@@ -25,7 +26,7 @@ use fleetstream_topology::{
 };
 use serde::{Deserialize, Serialize};
 
-use self::figures::{Figures, Stage, StoredPunch, WindowKey, figures as compute, sort_punches, timeline};
+use self::figures::{Figures, Stage, StoredPunch, WindowKey, figures_from, first_changed_day, sort_punches};
 use crate::config::{JobConfig, OvertimeConfig};
 
 /// An employee's punches still needed.
@@ -195,7 +196,6 @@ impl Processor for OvertimeStep {
             self.late(ctx, &punch, record.ts, own_day);
             return Ok(());
         }
-        let before = compute(&timeline(&sheet.punches, rules), rules, Stage::Open);
         let mut punches = sheet.punches.clone();
         punches.push(StoredPunch {
             id: punch.punch_id.clone(),
@@ -203,7 +203,14 @@ impl Processor for OvertimeStep {
             ts,
         });
         sort_punches(&mut punches);
-        let after = compute(&timeline(&punches, rules), rules, Stage::Open);
+        // Windows before the week of the first day the punch can change stay as they are.
+        let at = punches
+            .iter()
+            .position(|p| p.id == punch.punch_id)
+            .expect("the punch just added");
+        let from = calendar::week_start(first_changed_day(&punches, at, rules));
+        let before = figures_from(&sheet.punches, rules, Stage::Open, from);
+        let after = figures_from(&punches, rules, Stage::Open, from);
         let changed: BTreeSet<WindowKey> = before
             .keys()
             .chain(after.keys())
@@ -247,7 +254,7 @@ impl Processor for OvertimeStep {
             .kv(&self.stores.timesheets)
             .get(&employee)?
             .unwrap_or_default();
-        let figures = compute(&timeline(&sheet.punches, rules), rules, Stage::Closing).remove(&window);
+        let figures = figures_from(&sheet.punches, rules, Stage::Closing, window.1).remove(&window);
         // A window that never had anything to report stays silent; one that had gets its final.
         match (figures, last) {
             (Some(figures), _) => self.emit(ctx, &employee, window, &figures, true, at)?,
