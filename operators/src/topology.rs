@@ -122,7 +122,13 @@ pub fn build(app_id: &str, config: &JobConfig) -> Result<Jobs, TopologyError> {
     // Markets: matching, surge, the trip state machine, settlement.
     let market_drivers = b.kv_store("market-drivers", codec::string(), codec::postcard::<DriverView>());
     let market_trips = b.kv_store("market-trips", codec::string(), codec::postcard::<TripState>());
-    let demand = b.kv_store("market-demand", codec::string(), codec::postcard::<Vec<i64>>());
+    // One entry per pickup cell and second (`surge::demand_key`); "market-demand" held a cell's
+    // whole window in one entry.
+    let demand = b.kv_store(
+        "market-request-times",
+        codec::string(),
+        codec::postcard::<Vec<u16>>(),
+    );
     let market_out = b
         .source::<String, MarketMsg>("markets")
         .internal(&market_inbox, |m| m)

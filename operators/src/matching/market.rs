@@ -33,7 +33,10 @@ pub struct MarketStep {
     config: Arc<JobConfig>,
     drivers: KvStore<String, DriverView>,
     trips: KvStore<String, TripState>,
-    demand: KvStore<String, Vec<i64>>,
+    /// The request times of the pickup cells, one entry per cell and second (`surge::demand_key`).
+    demand: KvStore<String, Vec<u16>>,
+    /// Those request times in memory, loaded from `demand` when the task opens.
+    demand_window: surge::DemandWindow,
     /// The in-memory index of each market's drivers, rebuilt from `drivers` when the task opens.
     index: HashMap<String, MarketIndex>,
 }
@@ -49,9 +52,10 @@ impl MarketStep {
         config: Arc<JobConfig>,
         drivers: KvStore<String, DriverView>,
         trips: KvStore<String, TripState>,
-        demand: KvStore<String, Vec<i64>>,
+        demand: KvStore<String, Vec<u16>>,
     ) -> Self {
         MarketStep {
+            demand_window: surge::DemandWindow::new(config.matching.surge_window),
             config,
             drivers,
             trips,
@@ -360,10 +364,15 @@ impl MarketStep {
         };
         let m = &self.config.matching;
         let cell7 = geo::cell(pickup.lat, pickup.lng, h3o::Resolution::Seven);
-        let cell_key = cell7.to_string();
-        let mut times = ctx.kv(&self.demand).get(&cell_key)?.unwrap_or_default();
-        let demand = surge::record_request(&mut times, ts, m.surge_window.as_millis() as i64);
-        ctx.kv(&self.demand).put(&cell_key, &times);
+        let mut store = ctx.kv(&self.demand);
+        let demand = self
+            .demand_window
+            .record(cell7.into(), ts, &mut |change| match change {
+                surge::BucketChange::Put { cell, start, offsets } => {
+                    store.put(&surge::demand_key(cell, start), offsets)
+                }
+                surge::BucketChange::Delete { cell, start } => store.delete(&surge::demand_key(cell, start)),
+            });
         let supply = self
             .index
             .get(&market)
@@ -670,6 +679,13 @@ impl Processor for MarketStep {
         if let Some((done, built)) = run {
             index.insert(done, built.build());
         }
+        let window = &mut self.demand_window;
+        window.clear();
+        ctx.kv(&self.demand).for_each_prefix(&[], |key, offsets| {
+            if let Some((cell, start)) = surge::parse_demand_key(&key) {
+                window.load(cell, start, offsets);
+            }
+        })?;
         Ok(())
     }
 
