@@ -9,18 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use super::top_up_postings;
 
-/// How many recent postings a wallet keeps for queries.
-pub const RECENT_POSTINGS: usize = 20;
-
-/// A wallet's state.
+/// A wallet's state. Its postings are in the ledger store (and the `ledger` table), keyed by
+/// entry id.
+///
+/// Values written before 2026-11-22 end with the wallet's 20 most recent postings, which
+/// nothing read; postcard leaves what follows the last field unread, so they decode as they are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Wallet {
     #[serde(with = "rust_decimal::serde::str")]
     pub balance: Decimal,
     pub postings: u64,
     pub updated_at: Option<i64>,
-    /// Newest last.
-    pub recent: Vec<LedgerEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,12 +70,7 @@ impl Processor for WalletStep {
                 wallet.balance += entry.amount;
                 wallet.postings += 1;
                 wallet.updated_at = Some(record.ts);
-                if wallet.recent.len() >= RECENT_POSTINGS {
-                    wallet.recent.remove(0);
-                }
-                let account = entry.account_id.clone();
-                wallet.recent.push(entry);
-                ctx.kv(&self.wallets).put(&account, &wallet);
+                ctx.kv(&self.wallets).put(&entry.account_id, &wallet);
                 Ok(())
             }
             WalletInput::Command(WalletCommand::TopUp {
@@ -91,5 +85,46 @@ impl Processor for WalletStep {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wallet as it was stored before it stopped carrying its recent postings.
+    #[derive(Serialize)]
+    struct WalletWithRecent {
+        #[serde(with = "rust_decimal::serde::str")]
+        balance: Decimal,
+        postings: u64,
+        updated_at: Option<i64>,
+        recent: Vec<LedgerEntry>,
+    }
+
+    #[test]
+    fn a_wallet_stored_with_its_recent_postings_still_decodes() {
+        let entry: LedgerEntry = serde_json::from_value(serde_json::json!({
+            "entry_id": "t1/driver:d1", "txn_id": "t1", "account_id": "driver:d1",
+            "amount": "12.40", "kind": "driver_earnings", "trip_id": "t1",
+            "ts": "2026-11-22T08:00:00Z"
+        }))
+        .expect("a ledger entry");
+        let old = WalletWithRecent {
+            balance: Decimal::new(1240, 2),
+            postings: 1,
+            updated_at: Some(1_795_334_400_000),
+            recent: vec![entry.clone(), entry],
+        };
+        let bytes = postcard::to_stdvec(&old).expect("encodes");
+        let wallet: Wallet = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(
+            wallet,
+            Wallet {
+                balance: Decimal::new(1240, 2),
+                postings: 1,
+                updated_at: Some(1_795_334_400_000),
+            }
+        );
     }
 }
