@@ -117,7 +117,24 @@ impl OvertimeStep {
         ts: i64,
     ) -> Result<(), ProcessError> {
         let key = record_key(employee, window.0, window.1);
-        let version = ctx.kv(&self.stores.records).get(&key)?.map_or(0, |r| r.version) + 1;
+        let last = ctx.kv(&self.stores.records).get(&key)?.map_or(0, |r| r.version);
+        self.emit_after(ctx, employee, window, figures, is_final, ts, last)
+    }
+
+    /// Emits the window's record as the version after `last` (0: none yet).
+    #[allow(clippy::too_many_arguments)]
+    fn emit_after(
+        &self,
+        ctx: &mut Ctx<'_>,
+        employee: &str,
+        window: WindowKey,
+        figures: &Figures,
+        is_final: bool,
+        ts: i64,
+        last: u32,
+    ) -> Result<(), ProcessError> {
+        let key = record_key(employee, window.0, window.1);
+        let version = last + 1;
         let mut flags: Vec<OvertimeFlag> = figures.flags.iter().copied().collect();
         flags.sort_by_key(|f| f.as_str());
         let record = OvertimeRecord {
@@ -143,11 +160,14 @@ impl OvertimeStep {
     /// Forgets punches no open or closing window needs: those before the ISO week of the oldest
     /// open day, with a week more for a week closing at this very time and two days for rest
     /// periods and shifts crossing midnight.
-    fn prune(&self, sheet: &mut Timesheet, now: i64) {
+    /// Returns whether it forgot any.
+    fn prune(&self, sheet: &mut Timesheet, now: i64) -> bool {
         let rules = self.rules();
         let oldest_open = calendar::local_date(rules.timezone, now - rules.grace.as_millis() as i64);
         let cutoff = calendar::day_start(rules.timezone, calendar::week_start(oldest_open)) - 9 * 86_400_000;
+        let before = sheet.punches.len();
         sheet.punches.retain(|p| p.ts >= cutoff);
+        sheet.punches.len() != before
     }
 
     fn late(&self, ctx: &mut Ctx<'_>, punch: &Punch, ts: i64, window: WindowKey) {
@@ -256,13 +276,17 @@ impl Processor for OvertimeStep {
             .unwrap_or_default();
         let figures = figures_from(&sheet.punches, rules, Stage::Closing, window.1).remove(&window);
         // A window that never had anything to report stays silent; one that had gets its final.
+        let version = last.as_ref().map_or(0, |r| r.version);
         match (figures, last) {
-            (Some(figures), _) => self.emit(ctx, &employee, window, &figures, true, at)?,
-            (None, Some(_)) => self.emit(ctx, &employee, window, &Figures::default(), true, at)?,
+            (Some(figures), _) => self.emit_after(ctx, &employee, window, &figures, true, at, version)?,
+            (None, Some(_)) => {
+                self.emit_after(ctx, &employee, window, &Figures::default(), true, at, version)?
+            }
             (None, None) => {}
         }
-        self.prune(&mut sheet, at);
-        ctx.kv(&self.stores.timesheets).put(&employee, &sheet);
+        if self.prune(&mut sheet, at) {
+            ctx.kv(&self.stores.timesheets).put(&employee, &sheet);
+        }
         Ok(())
     }
 }
