@@ -444,6 +444,38 @@ fn surge_is_demand_over_supply_in_the_pickup_cell_rounded_down() {
 }
 
 #[test]
+fn surge_demand_survives_restarts_from_disk_and_from_the_changelog() {
+    let mut city = City::new(2);
+    let surges = |city: &mut City| -> Vec<String> {
+        city.events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                TripEventKind::Requested { surge, .. } => Some(surge.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    // No driver anywhere: the surge is the demand (up to 3.0).
+    city.request("t1", PICKUP, at(1.0));
+    city.driver.restart();
+    city.request("t2", PICKUP, at(2.0));
+    assert_eq!(
+        surges(&mut city),
+        vec!["1.0", "2.0"],
+        "t1 is kept across a restart"
+    );
+    city.driver.restart_with_empty_disk();
+    // Restored from the changelog: t2 counts for t3, t1 (more than 5 min earlier) does not.
+    city.request("t3", PICKUP, at(301.5));
+    city.request("t4", PICKUP, at(302.0));
+    assert_eq!(
+        surges(&mut city),
+        vec!["2.0", "2.0"],
+        "t3 counts t2 and itself; t4 counts t3 and itself (t2 is exactly 5 min earlier)"
+    );
+}
+
+#[test]
 fn a_rider_cancelling_late_pays_the_fee_and_an_early_one_does_not() {
     let mut city = City::new(2);
     city.driver_at("d1", PICKUP.0 + 0.001, PICKUP.1, at(0.0));
