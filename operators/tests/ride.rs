@@ -97,6 +97,17 @@ impl City {
             .collect()
     }
 
+    /// The surges quoted by the requests since the last read of the events.
+    fn surges(&mut self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter_map(|e| match &e.kind {
+                TripEventKind::Requested { surge, .. } => Some(surge.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn postings(&mut self) -> Vec<LedgerEntry> {
         self.driver
             .read_output(topics::LEDGER_ENTRIES)
@@ -415,29 +426,16 @@ fn pings_out_of_order_never_move_a_driver_back_and_duplicates_are_ignored() {
 fn surge_is_demand_over_supply_in_the_pickup_cell_rounded_down() {
     let mut city = City::new(2);
     city.driver_at("d1", PICKUP.0, PICKUP.1, at(0.0));
-    let surges = |city: &mut City| -> Vec<String> {
-        city.events()
-            .iter()
-            .filter_map(|e| match &e.kind {
-                TripEventKind::Requested { surge, .. } => Some(surge.to_string()),
-                _ => None,
-            })
-            .collect()
-    };
     // 1 request, 1 available driver in the cell: 1.0. The driver is then held by the offer.
     city.request("t1", PICKUP, at(1.0));
     // 2 requests within 5 min, no available driver (max(1, 0) = 1): 2.0.
     city.request("t2", PICKUP, at(2.0));
     city.request("t3", PICKUP, at(3.0));
     city.request("t4", PICKUP, at(4.0));
-    assert_eq!(
-        surges(&mut city),
-        vec!["1.0", "2.0", "3.0", "3.0"],
-        "clamped at 3.0"
-    );
+    assert_eq!(city.surges(), vec!["1.0", "2.0", "3.0", "3.0"], "clamped at 3.0");
     // More than 5 minutes after t1..t3 (t4 at 4 s is out too at 304.5 s): demand 1.
     city.request("t5", PICKUP, at(304.5));
-    assert_eq!(surges(&mut city), vec!["1.0"]);
+    assert_eq!(city.surges(), vec!["1.0"]);
     // The surge quoted at request is the one the fare uses.
     let quoted = Decimal::new(20, 1);
     assert_eq!(quoted.to_string(), "2.0");
@@ -446,30 +444,17 @@ fn surge_is_demand_over_supply_in_the_pickup_cell_rounded_down() {
 #[test]
 fn surge_demand_survives_restarts_from_disk_and_from_the_changelog() {
     let mut city = City::new(2);
-    let surges = |city: &mut City| -> Vec<String> {
-        city.events()
-            .iter()
-            .filter_map(|e| match &e.kind {
-                TripEventKind::Requested { surge, .. } => Some(surge.to_string()),
-                _ => None,
-            })
-            .collect()
-    };
     // No driver anywhere: the surge is the demand (up to 3.0).
     city.request("t1", PICKUP, at(1.0));
     city.driver.restart();
     city.request("t2", PICKUP, at(2.0));
-    assert_eq!(
-        surges(&mut city),
-        vec!["1.0", "2.0"],
-        "t1 is kept across a restart"
-    );
+    assert_eq!(city.surges(), vec!["1.0", "2.0"], "t1 is kept across a restart");
     city.driver.restart_with_empty_disk();
     // Restored from the changelog: t2 counts for t3, t1 (more than 5 min earlier) does not.
     city.request("t3", PICKUP, at(301.5));
     city.request("t4", PICKUP, at(302.0));
     assert_eq!(
-        surges(&mut city),
+        city.surges(),
         vec!["2.0", "2.0"],
         "t3 counts t2 and itself; t4 counts t3 and itself (t2 is exactly 5 min earlier)"
     );

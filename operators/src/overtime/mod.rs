@@ -107,23 +107,20 @@ impl OvertimeStep {
         &self.config.overtime
     }
 
-    fn emit(
+    /// The version of the window's last record (0: none yet).
+    fn last_version(
         &self,
         ctx: &mut Ctx<'_>,
         employee: &str,
         window: WindowKey,
-        figures: &Figures,
-        is_final: bool,
-        ts: i64,
-    ) -> Result<(), ProcessError> {
+    ) -> Result<u32, ProcessError> {
         let key = record_key(employee, window.0, window.1);
-        let last = ctx.kv(&self.stores.records).get(&key)?.map_or(0, |r| r.version);
-        self.emit_after(ctx, employee, window, figures, is_final, ts, last)
+        Ok(ctx.kv(&self.stores.records).get(&key)?.map_or(0, |r| r.version))
     }
 
-    /// Emits the window's record as the version after `last` (0: none yet).
+    /// Emits the window's record as the version after `last`.
     #[allow(clippy::too_many_arguments)]
-    fn emit_after(
+    fn emit(
         &self,
         ctx: &mut Ctx<'_>,
         employee: &str,
@@ -244,7 +241,8 @@ impl Processor for OvertimeStep {
         sheet.punches = punches;
         for window in &changed {
             let figures = after.get(window).cloned().unwrap_or_default();
-            self.emit(ctx, &employee, *window, &figures, false, record.ts)?;
+            let last = self.last_version(ctx, &employee, *window)?;
+            self.emit(ctx, &employee, *window, &figures, false, record.ts, last)?;
         }
         // Every window the punch may flag at its close gets a closing timer.
         let own_week = (Period::Week, calendar::week_start(own_day.1));
@@ -278,10 +276,8 @@ impl Processor for OvertimeStep {
         // A window that never had anything to report stays silent; one that had gets its final.
         let version = last.as_ref().map_or(0, |r| r.version);
         match (figures, last) {
-            (Some(figures), _) => self.emit_after(ctx, &employee, window, &figures, true, at, version)?,
-            (None, Some(_)) => {
-                self.emit_after(ctx, &employee, window, &Figures::default(), true, at, version)?
-            }
+            (Some(figures), _) => self.emit(ctx, &employee, window, &figures, true, at, version)?,
+            (None, Some(_)) => self.emit(ctx, &employee, window, &Figures::default(), true, at, version)?,
             (None, None) => {}
         }
         if self.prune(&mut sheet, at) {
