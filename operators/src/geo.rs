@@ -40,28 +40,31 @@ pub fn market_of(lat: f64, lng: f64, market_res: u8) -> CellIndex {
     fine.parent(resolution(market_res)).unwrap_or(fine)
 }
 
-/// The markets a driver at a position must be replicated to: every market with a point within
-/// `radius_km` of any point of the position's resolution-7 cell, its own market first.
+/// The markets a driver in a resolution-7 cell must be replicated to: every market with a
+/// point within `radius_km` of any point of the cell, the cell's own market first.
 ///
-/// Replicas are recomputed when the driver's resolution-7 cell changes, so the set must hold
-/// for every position in that cell, not only this one. By the triangle inequality it is enough
-/// that a market has a point within `radius_km + margin` of this position, where the margin is
-/// the farthest corner of the cell (a cell is convex: no point of it lies farther).
+/// Replicas change only when the driver's resolution-7 cell does, so the set must hold for
+/// every position in the cell. It depends on the cell alone, so a step computes it once per
+/// cell ([`ReplicaMarkets`]). By the triangle inequality it is enough that a market has a point
+/// within `radius_km + margin` of the cell's centre, where the margin is the farthest corner of
+/// the cell from its centre (a cell is convex: no point of it lies farther).
 ///
 /// A market is a set of resolution-7 cells (see [`market_of`]); each cell of a disk wide
 /// enough for the reach is measured exactly — distance to its polygon — and adds its parent
-/// when within reach. The planar measure around the position errs by well under 1 % at this
+/// when within reach. The planar measure around the centre errs by well under 1 % at this
 /// range, which the `+1 % + 50 m` allowance covers: the set is a superset, as correctness needs
 /// (a market ranks drivers by their exact haversine distance), but not the three times larger
 /// one a disk alone would give.
-pub fn replica_markets(lat: f64, lng: f64, radius_km: f64, market_res: u8) -> Vec<CellIndex> {
+pub fn replica_markets(home: CellIndex, radius_km: f64, market_res: u8) -> Vec<CellIndex> {
     let res = resolution(market_res);
+    // Markets are sets of resolution-7 cells; a finer market resolution measures its own cells.
     let fine_res = if (res as u8) >= 7 { res } else { Resolution::Seven };
-    let center = cell(lat, lng, fine_res);
-    let own = center.parent(res).unwrap_or(center);
+    let home = home.parent(fine_res).unwrap_or(home);
+    let own = home.parent(res).unwrap_or(home);
+    let centre = LatLng::from(home);
+    let (lat, lng) = (centre.lat(), centre.lng());
     let plane = LocalPlane::at(lat, lng);
-    // Replicas change with the resolution-7 cell, whatever the market resolution.
-    let margin = cell(lat, lng, Resolution::Seven)
+    let margin = home
         .boundary()
         .iter()
         .map(|v| haversine_km(lat, lng, v.lat(), v.lng()))
@@ -69,7 +72,7 @@ pub fn replica_markets(lat: f64, lng: f64, radius_km: f64, market_res: u8) -> Ve
     let reach = radius_km + margin;
     let allowed = reach * 1.01 + 0.05;
     let mut markets = vec![own];
-    for fine in center.grid_disk::<Vec<_>>(rings_to_cover(fine_res, reach)) {
+    for fine in home.grid_disk::<Vec<_>>(rings_to_cover(fine_res, reach)) {
         let Some(market) = fine.parent(res) else { continue };
         if markets.contains(&market) {
             continue;
@@ -79,6 +82,47 @@ pub fn replica_markets(lat: f64, lng: f64, radius_km: f64, market_res: u8) -> Ve
         }
     }
     markets
+}
+
+/// [`replica_markets`] remembered per resolution-7 cell: drivers keep to a few cells of a
+/// city, and measuring a cell's surroundings costs far more than a ping's other work.
+#[derive(Debug, Clone)]
+pub struct ReplicaMarkets {
+    radius_km: f64,
+    market_res: u8,
+    known: foldhash::HashMap<u64, std::sync::Arc<[u64]>>,
+}
+
+/// Cells remembered before the memory starts afresh (a few MiB; a city has a few thousand).
+const REMEMBERED_CELLS: usize = 64 * 1024;
+
+impl ReplicaMarkets {
+    pub fn new(radius_km: f64, market_res: u8) -> Self {
+        ReplicaMarkets {
+            radius_km,
+            market_res,
+            known: foldhash::HashMap::default(),
+        }
+    }
+
+    /// The markets of a driver in `cell7` (a resolution-7 cell), own market first.
+    pub fn of(&mut self, cell7: u64) -> std::sync::Arc<[u64]> {
+        if let Some(markets) = self.known.get(&cell7) {
+            return markets.clone();
+        }
+        let markets: std::sync::Arc<[u64]> = match CellIndex::try_from(cell7) {
+            Ok(cell) => replica_markets(cell, self.radius_km, self.market_res)
+                .into_iter()
+                .map(u64::from)
+                .collect(),
+            Err(_) => std::sync::Arc::from([]),
+        };
+        if self.known.len() >= REMEMBERED_CELLS {
+            self.known.clear();
+        }
+        self.known.insert(cell7, markets.clone());
+        markets
+    }
 }
 
 /// An equirectangular projection around a point, in km: exact enough within a few tens of km.
@@ -197,9 +241,9 @@ mod tests {
         };
         for _ in 0..300 {
             let (lat, lng) = (52.3 + next() * 0.5, 13.0 + next() * 0.7);
-            let markets = replica_markets(lat, lng, radius, 5);
-            assert_eq!(markets[0], market_of(lat, lng, 5));
             let home = cell(lat, lng, Resolution::Seven);
+            let markets = replica_markets(home, radius, 5);
+            assert_eq!(markets[0], market_of(lat, lng, 5));
             let corners: Vec<_> = home.boundary().iter().map(|v| (v.lat(), v.lng())).collect();
             // The driver later: at a corner of the cell (the limit of where it can go without
             // a new cell, and so without new replicas), or where it was.
@@ -219,23 +263,25 @@ mod tests {
 
     #[test]
     fn replica_markets_list_no_market_out_of_reach() {
-        // Every listed market has a resolution-7 cell within the reach (radius plus the farthest
-        // corner of the driver's cell, plus the allowance), measured by haversine over a
-        // dense sample of the cell's boundary; and a driver deep inside a market is replicated
-        // to few markets.
+        // Every listed market has a resolution-7 cell within the reach of the driver's cell
+        // (radius plus the farthest corner of the cell from its centre, plus the allowance),
+        // measured by haversine from the centre over a dense sample of the market's cell
+        // boundaries; and a driver deep inside a market is replicated to few markets.
         let radius = 5.0;
         let mut total = 0usize;
         let positions: Vec<(f64, f64)> = (0..20)
             .flat_map(|i| (0..20).map(move |j| (52.3 + f64::from(i) * 0.025, 13.0 + f64::from(j) * 0.035)))
             .collect();
         for &(lat, lng) in &positions {
-            let markets = replica_markets(lat, lng, radius, 5);
-            total += markets.len();
             let home = cell(lat, lng, Resolution::Seven);
+            let markets = replica_markets(home, radius, 5);
+            total += markets.len();
+            let centre = LatLng::from(home);
+            let (clat, clng) = (centre.lat(), centre.lng());
             let margin = home
                 .boundary()
                 .iter()
-                .map(|v| haversine_km(lat, lng, v.lat(), v.lng()))
+                .map(|v| haversine_km(clat, clng, v.lat(), v.lng()))
                 .fold(0.0, f64::max);
             let reach = (radius + margin) * 1.02 + 0.1;
             for market in &markets[1..] {
@@ -253,11 +299,11 @@ mod tests {
                             })
                             .collect::<Vec<_>>()
                     })
-                    .map(|(clat, clng)| haversine_km(lat, lng, clat, clng))
+                    .map(|(plat, plng)| haversine_km(clat, clng, plat, plng))
                     .fold(f64::INFINITY, f64::min);
                 assert!(
                     near <= reach,
-                    "market {market} listed for {lat},{lng}: nearest point {near:.2} km > {reach:.2} km"
+                    "market {market} listed for the cell of {lat},{lng}: nearest point {near:.2} km > {reach:.2} km"
                 );
             }
         }
@@ -266,6 +312,19 @@ mod tests {
             mean < 5.0,
             "a driver is replicated to {mean:.2} markets on average"
         );
+    }
+
+    #[test]
+    fn remembered_replicas_are_the_cells_own() {
+        let mut memo = ReplicaMarkets::new(5.0, 5);
+        for &(lat, lng) in &[(52.52, 13.40), (52.40, 13.25), (52.52, 13.4001), (52.61, 13.55)] {
+            let home = cell(lat, lng, Resolution::Seven);
+            let expected: Vec<u64> = replica_markets(home, 5.0, 5).into_iter().map(u64::from).collect();
+            assert_eq!(&*memo.of(home.into()), expected.as_slice());
+            // Asked again (from memory): the same.
+            assert_eq!(&*memo.of(home.into()), expected.as_slice());
+        }
+        assert_eq!(memo.known.len(), 3, "two of the positions share a cell");
     }
 
     #[test]

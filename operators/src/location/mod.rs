@@ -49,9 +49,9 @@ const RECENT_IDS: usize = 8;
 
 #[derive(Clone)]
 pub struct DriverStep {
-    config: Arc<JobConfig>,
     drivers: KvStore<String, DriverState>,
     routes: KvStore<Vec<u8>, (f64, f64)>,
+    replicas: geo::ReplicaMarkets,
 }
 
 impl DriverStep {
@@ -60,8 +60,9 @@ impl DriverStep {
         drivers: KvStore<String, DriverState>,
         routes: KvStore<Vec<u8>, (f64, f64)>,
     ) -> Self {
+        let m = &config.matching;
         DriverStep {
-            config,
+            replicas: geo::ReplicaMarkets::new(m.radius_km, m.market_resolution),
             drivers,
             routes,
         }
@@ -84,7 +85,7 @@ impl DriverStep {
 
     /// Sends the driver's view to every market in reach, and says goodbye to markets left.
     fn publish(
-        &self,
+        &mut self,
         ctx: &mut Context<'_, String, DriverOutput>,
         driver_id: &str,
         state: &mut DriverState,
@@ -95,12 +96,7 @@ impl DriverStep {
         };
         let position = state.position.as_ref().expect("a view needs a position");
         if state.replica_cell != Some(position.cell7) {
-            let m = &self.config.matching;
-            let markets: Vec<u64> =
-                geo::replica_markets(position.lat, position.lng, m.radius_km, m.market_resolution)
-                    .into_iter()
-                    .map(u64::from)
-                    .collect();
+            let markets = self.replicas.of(position.cell7).to_vec();
             for old in state.markets.iter().filter(|old| !markets.contains(old)) {
                 let msg = MarketMsg::DriverLeft {
                     driver_id: driver_id.to_string(),
@@ -126,7 +122,7 @@ impl DriverStep {
     }
 
     fn on_ping(
-        &self,
+        &mut self,
         ctx: &mut Context<'_, String, DriverOutput>,
         ping: GpsPing,
         ts: i64,
@@ -177,7 +173,7 @@ impl DriverStep {
     }
 
     fn on_status(
-        &self,
+        &mut self,
         ctx: &mut Context<'_, String, DriverOutput>,
         status: DriverStatus,
         ts: i64,
@@ -197,7 +193,7 @@ impl DriverStep {
     }
 
     fn on_msg(
-        &self,
+        &mut self,
         ctx: &mut Context<'_, String, DriverOutput>,
         driver_id: String,
         msg: DriverMsg,
