@@ -532,14 +532,7 @@ impl<K: Data, V: Data> Stream<K, V> {
                 topic: topic.to_string(),
             },
             Vec::new(),
-            move |_, _| {
-                Box::new(SinkNode {
-                    topic: topic_name.clone(),
-                    key,
-                    value,
-                    partitioner: partitioner.clone(),
-                })
-            },
+            move |_, _| Box::new(SinkNode::new(topic_name.clone(), key, value, partitioner.clone())),
         );
     }
 

@@ -114,9 +114,32 @@ pub fn json<T: Serialize + DeserializeOwned>() -> Codec<T> {
 }
 
 fn encode_postcard<T: Serialize>(value: &T, out: &mut Vec<u8>) {
+    // Most of our values fit: one allocation instead of a few growing ones.
+    out.reserve(64);
     // Our internal types have no maps with non-string keys or failing impls.
-    let bytes = postcard::to_stdvec(value).expect("postcard encoding of an internal type");
-    out.extend_from_slice(&bytes);
+    postcard::serialize_with_flavor(value, AppendTo(out)).expect("postcard encoding of an internal type");
+}
+
+/// Postcard output appended to a vector in place (its own `to_stdvec` grows a fresh vector
+/// from nothing, which the caller then copies).
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 fn decode_postcard<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
@@ -147,5 +170,17 @@ mod tests {
         for (v, e) in values.iter().zip(&encoded) {
             assert_eq!(c.decode(e).unwrap(), *v);
         }
+    }
+
+    #[test]
+    fn postcard_appends_what_postcard_writes() {
+        let c = postcard::<(String, Vec<u64>, Option<f64>)>();
+        let value = ("driver-7".to_string(), vec![1, 300, u64::MAX], Some(52.5));
+        let mut out = b"prefix".to_vec();
+        c.encode(&value, &mut out);
+        let mut expected = b"prefix".to_vec();
+        expected.extend(::postcard::to_stdvec(&value).unwrap());
+        assert_eq!(out, expected);
+        assert_eq!(c.decode(&out[6..]).unwrap(), value);
     }
 }

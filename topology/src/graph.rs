@@ -176,24 +176,51 @@ pub(crate) struct SinkNode<K, V> {
     pub(crate) key: Codec<K>,
     pub(crate) value: Codec<V>,
     pub(crate) partitioner: Option<Partitioner<K, V>>,
+    /// The topic's partition count, looked up at the first record.
+    pub(crate) partitions: Option<u32>,
+    /// Where keys and values are encoded before they are copied out at their exact size:
+    /// one allocation per record and field instead of a vector grown step by step.
+    pub(crate) scratch: (Vec<u8>, Vec<u8>),
+}
+
+impl<K, V> SinkNode<K, V> {
+    pub(crate) fn new(
+        topic: Arc<str>,
+        key: Codec<K>,
+        value: Codec<V>,
+        partitioner: Option<Partitioner<K, V>>,
+    ) -> Self {
+        SinkNode {
+            topic,
+            key,
+            value,
+            partitioner,
+            partitions: None,
+            scratch: (Vec::new(), Vec::new()),
+        }
+    }
 }
 
 impl<K: Data, V: Data> Node<K, V> for SinkNode<K, V> {
     fn push(&mut self, task: &mut TaskState, record: Record<K, V>) -> Result<(), ProcessError> {
-        let key = self.key.to_vec(&record.key);
-        let mut value = Vec::with_capacity(64);
-        self.value.encode(&record.value, &mut value);
-        let partitions = task.partitions_of(&self.topic);
+        let (key, value) = &mut self.scratch;
+        key.clear();
+        value.clear();
+        self.key.encode(&record.key, key);
+        self.value.encode(&record.value, value);
+        let partitions = *self
+            .partitions
+            .get_or_insert_with(|| task.partitions_of(&self.topic));
         let partition = match &self.partitioner {
-            Some(p) => p(&record.key, &record.value, &key, partitions) % partitions.max(1),
-            None => partition_for(&key, partitions),
+            Some(p) => p(&record.key, &record.value, key, partitions) % partitions.max(1),
+            None => partition_for(key, partitions),
         };
         task.emit(ProducerRecord {
             topic: self.topic.to_string(),
             partition,
             ts: record.ts,
-            key: Bytes::from(key),
-            value: Some(Bytes::from(value)),
+            key: Bytes::copy_from_slice(key),
+            value: Some(Bytes::copy_from_slice(value)),
         });
         Ok(())
     }

@@ -40,7 +40,7 @@ pub struct TaskId {
 /// Where the record being processed came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: u32,
     /// `None` for records handed over in memory (deterministic replays).
     pub offset: Option<u64>,
@@ -91,7 +91,7 @@ impl TaskState {
         } else {
             format!("{}-dlq", self.app_id)
         };
-        let origin = self.origin.as_ref().filter(|o| o.topic == letter.topic);
+        let origin = self.origin.as_ref().filter(|o| *o.topic == *letter.topic);
         let value = DeadLetterValue {
             topic: &letter.topic,
             partition: origin.map(|o| o.partition),
@@ -118,8 +118,10 @@ impl TaskState {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct InputQueue {
+    /// The topic, shared with the origin of every record processed from it.
+    topic: Arc<str>,
     /// Next offset to process.
     next: u64,
     /// Records fetched and not processed yet, in offset order.
@@ -218,9 +220,11 @@ impl Task {
                     .map_err(ProcessError::Log)?
                     .unwrap_or(0),
             };
+            let topic = tp.topic.as_str().into();
             inputs.insert(
                 tp,
                 InputQueue {
+                    topic,
                     next,
                     buffer: VecDeque::new(),
                 },
@@ -310,8 +314,10 @@ impl Task {
         let queue = self.inputs.get_mut(&tp).expect("picked from inputs");
         let record = queue.buffer.pop_front().expect("non-empty");
         queue.next = record.offset + 1;
+        let topic = queue.topic.clone();
         self.process(
-            &tp,
+            &topic,
+            tp.partition,
             Some(record.offset),
             &record.key,
             record.value.as_ref(),
@@ -327,11 +333,16 @@ impl Task {
         tp: &TopicPartition,
         record: &LogRecord,
     ) -> Result<(), ProcessError> {
-        if let Some(queue) = self.inputs.get_mut(tp) {
-            queue.next = queue.next.max(record.offset + 1);
-        }
+        let topic = match self.inputs.get_mut(tp) {
+            Some(queue) => {
+                queue.next = queue.next.max(record.offset + 1);
+                queue.topic.clone()
+            }
+            None => tp.topic.as_str().into(),
+        };
         self.process(
-            tp,
+            &topic,
+            tp.partition,
             Some(record.offset),
             &record.key,
             record.value.as_ref(),
@@ -347,7 +358,11 @@ impl Task {
         value: Option<&Bytes>,
         ts: EventTime,
     ) -> Result<(), ProcessError> {
-        self.process(tp, None, key, value, ts)
+        let topic = match self.inputs.get(tp) {
+            Some(queue) => queue.topic.clone(),
+            None => tp.topic.as_str().into(),
+        };
+        self.process(&topic, tp.partition, None, key, value, ts)
     }
 
     /// Moves the input position of `tp` (records before it count as processed).
@@ -360,19 +375,20 @@ impl Task {
 
     fn process(
         &mut self,
-        tp: &TopicPartition,
+        topic: &Arc<str>,
+        partition: u32,
         offset: Option<u64>,
         key: &Bytes,
         value: Option<&Bytes>,
         ts: EventTime,
     ) -> Result<(), ProcessError> {
         self.state.origin = Some(Origin {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
+            topic: topic.clone(),
+            partition,
             offset,
         });
         let input = RawInput {
-            topic: &tp.topic,
+            topic,
             key,
             value,
             ts,

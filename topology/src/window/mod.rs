@@ -153,8 +153,6 @@ impl<K: Data, V: Data, A: Data> Processor for WindowedAggregate<K, V, A> {
         for window in self.assigner.assign(record.ts) {
             if is_closed(&window, self.grace_ms, now) {
                 let key = Bytes::from(self.key_bytes.to_vec(&record.key));
-                let value = ctx.origin().map(|o| o.topic.clone());
-                let _ = value;
                 ctx.dead_letter(DeadLetter {
                     topic: self.dlq_topic.clone(),
                     key,

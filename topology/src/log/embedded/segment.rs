@@ -53,6 +53,8 @@ pub(super) struct PartitionStore {
     /// Records below this offset are committed and visible.
     committed: u64,
     since_index: u64,
+    /// The frame being written, reused from append to append.
+    frame: Vec<u8>,
 }
 
 impl PartitionStore {
@@ -69,6 +71,7 @@ impl PartitionStore {
             end: 0,
             committed: 0,
             since_index: 0,
+            frame: Vec::new(),
         }
     }
 
@@ -181,7 +184,8 @@ impl PartitionStore {
                 .map_err(|e| LogError::io(path.display(), e))?;
             self.writer = Some(BufWriter::with_capacity(1 << 16, file));
         }
-        let frame = encode_frame(record);
+        encode_frame_into(record, &mut self.frame);
+        let frame = &self.frame;
         let segment = self.segments.last_mut().expect("a segment to write to");
         if self.since_index >= INDEX_EVERY_BYTES {
             segment.index.push((record.offset, segment.len));
@@ -189,7 +193,7 @@ impl PartitionStore {
         }
         let writer = self.writer.as_mut().expect("an open writer");
         writer
-            .write_all(&frame)
+            .write_all(frame)
             .map_err(|e| LogError::io(segment.path.display(), e))?;
         segment.len += frame.len() as u64;
         segment.next_offset = record.offset + 1;
@@ -323,10 +327,19 @@ fn record_size(record: &LogRecord) -> usize {
     48 + record.key.len() + record.value.as_ref().map_or(0, |v| v.len())
 }
 
+#[cfg(test)]
 pub(super) fn encode_frame(record: &LogRecord) -> Vec<u8> {
+    let mut frame = Vec::new();
+    encode_frame_into(record, &mut frame);
+    frame
+}
+
+/// Encodes a record's frame into `frame`, which is cleared first (appends reuse one buffer).
+fn encode_frame_into(record: &LogRecord, frame: &mut Vec<u8>) {
     let value_len = record.value.as_ref().map_or(0, |v| v.len());
     let payload_len = 8 + 8 + 4 + record.key.len() + 4 + value_len;
-    let mut frame = Vec::with_capacity(HEADER + payload_len);
+    frame.clear();
+    frame.reserve(HEADER + payload_len);
     frame.extend_from_slice(&(payload_len as u32).to_le_bytes());
     frame.extend_from_slice(&[0; 4]);
     frame.extend_from_slice(&record.offset.to_le_bytes());
@@ -342,7 +355,6 @@ pub(super) fn encode_frame(record: &LogRecord) -> Vec<u8> {
     }
     let crc = crc32fast::hash(&frame[HEADER..]);
     frame[4..8].copy_from_slice(&crc.to_le_bytes());
-    frame
 }
 
 /// Reads one frame; `None` at a clean or torn end.
