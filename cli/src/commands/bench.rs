@@ -197,14 +197,55 @@ fn append(log: &dyn Log, topic: &str, records: impl Iterator<Item = (String, Vec
     Ok(n)
 }
 
-/// Runs the engine until every input record is processed; returns the time it took.
-fn drain(engine: &Engine) -> Result<Duration> {
+/// What a drain took.
+#[derive(Debug, Clone, Copy)]
+struct Drained {
+    /// Wall-clock time until every input record was processed.
+    took: Duration,
+    /// CPU time the process spent meanwhile, every thread (stream threads, RocksDB's) together.
+    cpu: Duration,
+}
+
+impl Drained {
+    fn rate(&self, records: u64) -> f64 {
+        records as f64 / self.took.as_secs_f64()
+    }
+
+    /// Microseconds of CPU per record: what a record costs whatever the cores the machine lends
+    /// the run, which moves less from run to run than a rate does on a shared machine.
+    fn cpu_us(&self, records: u64) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / records.max(1) as f64
+    }
+}
+
+/// Runs the engine until every input record is processed.
+fn drain(engine: &Engine) -> Result<Drained> {
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let running = engine.start()?;
     wait_caught_up(&running, Duration::from_secs(1800), "not caught up")?;
     let took = started.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_before);
     running.shutdown()?;
-    Ok(took)
+    Ok(Drained { took, cpu })
+}
+
+/// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`.
+fn process_cpu() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name (which may hold spaces): utime and stime are the
+            // 14th and 15th of the whole line.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0);
+    // Linux reports in clock ticks of USER_HZ, 100 Hz on the platforms we build for (x86-64, arm64).
+    Duration::from_millis(ticks * 10)
 }
 
 /// Waits until the engine has processed every input record, failing once `limit` has passed.
@@ -318,6 +359,7 @@ fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
     let rocks_dir = tempfile::tempdir()?;
     let rocks = bare_rocksdb(rocks_dir.path(), &keys, 120)?;
     let mut bare_reads = Vec::new();
+    let mut cpu = Vec::new();
     let threads = args.threads();
     let mut runs = vec![
         (threads, Guarantee::AtLeastOnce, "at-least-once", ">= 1,000,000/s"),
@@ -338,9 +380,17 @@ fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
         append(&*i.log, &topic, pings(n, drivers))?;
         let read = bare_read(&*i.log, &topic, n)?;
         bare_reads.push(read);
-        let took = drain(&i.engine)?;
-        let rate = n as f64 / took.as_secs_f64();
+        let drained = drain(&i.engine)?;
+        let rate = drained.rate(n);
         let plural = if threads == 1 { "" } else { "s" };
+        cpu.push(figure(
+            "gps-ingest",
+            format!("embedded, {label}, {threads} thread{plural}: CPU per ping"),
+            drained.cpu_us(n),
+            "µs",
+            None,
+            None,
+        ));
         out.push(figure(
             "gps-ingest",
             format!("embedded, {label}, {threads} thread{plural}: pings/s"),
@@ -354,6 +404,7 @@ fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
             (!target.is_empty()).then_some(target),
         ));
     }
+    out.extend(cpu);
     if let Some(brokers) = &args.kafka {
         out.extend(gps_ingest_kafka(
             args, brokers, n, drivers, decode, rocks, extras,
@@ -413,7 +464,7 @@ fn gps_ingest_kafka(
     append(&*i.log, &topic, pings(n, drivers))?;
     let partitions = i.log.partitions(&topic)?;
     let bare = bare_rdkafka(brokers, &topic, partitions, n)?;
-    let took = drain(&i.engine)?;
+    let took = drain(&i.engine)?.took;
     extras.insert(
         "kafka_input".into(),
         serde_json::json!({"topic": topic, "pings": n, "partitions": partitions, "drivers": drivers}),
@@ -804,15 +855,25 @@ fn settlement(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
         &format!("{}{}", i.config.topic_prefix, topics::LEDGER_ENTRIES),
         postings(),
     )?;
-    let took = drain(&i.engine)?;
-    Ok(vec![figure(
-        "settlement",
-        "completed trips/s: postings to wallets and ledger (exactly-once)",
-        trips as f64 / took.as_secs_f64(),
-        "/s",
-        tightest(&[("bare decode", decode), ("bare RocksDB write", rocks)]),
-        Some(">= 200,000/s"),
-    )])
+    let drained = drain(&i.engine)?;
+    Ok(vec![
+        figure(
+            "settlement",
+            "completed trips/s: postings to wallets and ledger (exactly-once)",
+            drained.rate(trips),
+            "/s",
+            tightest(&[("bare decode", decode), ("bare RocksDB write", rocks)]),
+            Some(">= 200,000/s"),
+        ),
+        figure(
+            "settlement",
+            "CPU per completed trip (three postings)",
+            drained.cpu_us(trips),
+            "µs",
+            None,
+            None,
+        ),
+    ])
 }
 
 fn overtime(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
@@ -850,15 +911,18 @@ fn overtime(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     let i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
     let topic = format!("{}{}", i.config.topic_prefix, topics::TIMESHEET_PUNCHES);
     append(&*i.log, &topic, punches())?;
-    let took = drain(&i.engine)?;
-    Ok(vec![figure(
-        "overtime",
-        "punches/s through day and week windows (exactly-once)",
-        n as f64 / took.as_secs_f64(),
-        "/s",
-        limit("bare decode", decode),
-        Some(">= 500,000/s"),
-    )])
+    let drained = drain(&i.engine)?;
+    Ok(vec![
+        figure(
+            "overtime",
+            "punches/s through day and week windows (exactly-once)",
+            drained.rate(n),
+            "/s",
+            limit("bare decode", decode),
+            Some(">= 500,000/s"),
+        ),
+        figure("overtime", "CPU per punch", drained.cpu_us(n), "µs", None, None),
+    ])
 }
 
 fn restore(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
@@ -874,13 +938,13 @@ fn restore(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     // With the local checkpoint: only what the checkpoint lacks is replayed.
     let with_checkpoint = {
         let i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
-        drain(&i.engine)?
+        drain(&i.engine)?.took
     };
     // Without local state: every store is rebuilt from its changelog.
     std::fs::remove_dir_all(dir.path().join("state")).context("removing the local state")?;
     let without = {
         let i = instance(args, dir.path(), Guarantee::ExactlyOnce)?;
-        drain(&i.engine)?
+        drain(&i.engine)?.took
     };
     Ok(vec![
         figure(
