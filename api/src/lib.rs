@@ -175,39 +175,52 @@ impl Api {
         let unavailable = |e: fleetstream_topology::LogError| {
             ApiError::unavailable(format!("the log refused the write: {e}"))
         };
+        // The batch's topics (usually one), each named, looked up and counted once.
+        let mut topics: Vec<BatchTopic> = Vec::new();
         let mut placed = Vec::with_capacity(records.len());
         for r in &records {
-            let topic = self.topic(r.topic);
-            let partitions = {
-                let mut cache = inner.partitions.lock().expect("partition cache");
-                match cache.get(&topic) {
-                    Some(n) => *n,
-                    None => {
-                        let n = inner.parts.log.partitions(&topic).map_err(unavailable)?;
-                        cache.insert(topic.clone(), n);
-                        n
-                    }
+            let at = match topics.iter().position(|t| t.name == r.topic) {
+                Some(at) => at,
+                None => {
+                    let full = self.topic(r.topic);
+                    let partitions = {
+                        let mut cache = inner.partitions.lock().expect("partition cache");
+                        match cache.get(&full) {
+                            Some(n) => *n,
+                            None => {
+                                let n = inner.parts.log.partitions(&full).map_err(unavailable)?;
+                                cache.insert(full.clone(), n);
+                                n
+                            }
+                        }
+                    };
+                    topics.push(BatchTopic {
+                        name: r.topic,
+                        full,
+                        partitions,
+                        records: 0,
+                    });
+                    topics.len() - 1
                 }
             };
-            placed.push((topic, partition_for(r.key.as_bytes(), partitions)));
+            let topic = &mut topics[at];
+            topic.records += 1;
+            placed.push((at, partition_for(r.key.as_bytes(), topic.partitions)));
         }
         let mut guard = inner.producer.lock().expect("producer");
         if guard.is_none() {
             *guard = Some(inner.parts.log.producer(None, None).map_err(unavailable)?);
         }
         let producer = guard.as_mut().expect("just made");
-        let sent = records
-            .iter()
-            .zip(&placed)
-            .try_for_each(|(r, (topic, partition))| {
-                producer.send(ProducerRecord {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    ts: r.ts,
-                    key: bytes::Bytes::from(r.key.clone()),
-                    value: Some(r.value.clone()),
-                })
-            });
+        let sent = records.iter().zip(&placed).try_for_each(|(r, (at, partition))| {
+            producer.send(ProducerRecord {
+                topic: topics[*at].full.clone(),
+                partition: *partition,
+                ts: r.ts,
+                key: bytes::Bytes::from(r.key.clone()),
+                value: Some(r.value.clone()),
+            })
+        });
         let offsets = match sent.and_then(|()| producer.commit(None)) {
             Ok(offsets) => offsets,
             Err(e) => {
@@ -218,9 +231,12 @@ impl Api {
             }
         };
         drop(guard);
+        for topic in &topics {
+            metrics::counter!("fleetstream_api_records_in_total", "topic" => topic.name)
+                .increment(topic.records);
+        }
         let mut out = Vec::with_capacity(records.len());
         for ((r, (_, partition)), offset) in records.iter().zip(placed).zip(offsets) {
-            metrics::counter!("fleetstream_api_records_in_total", "topic" => r.topic).increment(1);
             out.push(Appended {
                 topic: r.topic.to_string(),
                 key: r.key.clone(),
@@ -290,6 +306,16 @@ pub struct Appended {
     pub key: String,
     pub partition: u32,
     pub offset: u64,
+}
+
+/// A topic of a batch being appended.
+struct BatchTopic {
+    /// Without the prefix, as the records name it.
+    name: &'static str,
+    /// With the prefix.
+    full: String,
+    partitions: u32,
+    records: u64,
 }
 
 /// An error answer: `{"error": message, "code": code, "field": field}`.
@@ -556,9 +582,15 @@ async fn observe(request: Request, next: Next) -> Response {
 
 /// Runs a command handler once per idempotency key: a retry with the same key (and client)
 /// gets the first answer again, and appends nothing.
-pub(crate) async fn idempotent<F>(api: &Api, principal: &Principal, headers: &HeaderMap, work: F) -> Response
+pub(crate) async fn idempotent<F, B>(
+    api: &Api,
+    principal: &Principal,
+    headers: &HeaderMap,
+    work: F,
+) -> Response
 where
-    F: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+    F: Future<Output = Result<(StatusCode, B), ApiError>>,
+    B: serde::Serialize,
 {
     let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
         None => None,
