@@ -90,7 +90,7 @@ pub fn replica_markets(home: CellIndex, radius_km: f64, market_res: u8) -> Vec<C
 pub struct ReplicaMarkets {
     radius_km: f64,
     market_res: u8,
-    known: foldhash::HashMap<u64, std::sync::Arc<[u64]>>,
+    known: foldhash::HashMap<u64, Box<[u64]>>,
 }
 
 /// Cells remembered before the memory starts afresh (a few MiB; a city has a few thousand).
@@ -106,22 +106,20 @@ impl ReplicaMarkets {
     }
 
     /// The markets of a driver in `cell7` (a resolution-7 cell), own market first.
-    pub fn of(&mut self, cell7: u64) -> std::sync::Arc<[u64]> {
-        if let Some(markets) = self.known.get(&cell7) {
-            return markets.clone();
-        }
-        let markets: std::sync::Arc<[u64]> = match CellIndex::try_from(cell7) {
-            Ok(cell) => replica_markets(cell, self.radius_km, self.market_res)
-                .into_iter()
-                .map(u64::from)
-                .collect(),
-            Err(_) => std::sync::Arc::from([]),
-        };
-        if self.known.len() >= REMEMBERED_CELLS {
+    pub fn of(&mut self, cell7: u64) -> &[u64] {
+        if self.known.len() >= REMEMBERED_CELLS && !self.known.contains_key(&cell7) {
             self.known.clear();
         }
-        self.known.insert(cell7, markets.clone());
-        markets
+        let (radius_km, market_res) = (self.radius_km, self.market_res);
+        self.known
+            .entry(cell7)
+            .or_insert_with(|| match CellIndex::try_from(cell7) {
+                Ok(cell) => replica_markets(cell, radius_km, market_res)
+                    .into_iter()
+                    .map(u64::from)
+                    .collect(),
+                Err(_) => Box::default(),
+            })
     }
 }
 
@@ -320,9 +318,9 @@ mod tests {
         for &(lat, lng) in &[(52.52, 13.40), (52.40, 13.25), (52.52, 13.4001), (52.61, 13.55)] {
             let home = cell(lat, lng, Resolution::Seven);
             let expected: Vec<u64> = replica_markets(home, 5.0, 5).into_iter().map(u64::from).collect();
-            assert_eq!(&*memo.of(home.into()), expected.as_slice());
+            assert_eq!(memo.of(home.into()), expected.as_slice());
             // Asked again (from memory): the same.
-            assert_eq!(&*memo.of(home.into()), expected.as_slice());
+            assert_eq!(memo.of(home.into()), expected.as_slice());
         }
         assert_eq!(memo.known.len(), 3, "two of the positions share a cell");
     }
