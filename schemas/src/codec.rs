@@ -17,8 +17,16 @@ pub fn decode_value<T: Validate>(value: serde_json::Value) -> Result<T, SchemaEr
     decode(&serde_json::to_vec(&value).expect("values serialize"))
 }
 
-/// Plain serde decoding that tracks the path of the offending field.
+/// Plain serde decoding that names the offending field.
+///
+/// A well-formed record is decoded once, without tracking: the tracking deserializer keeps
+/// every key it passes as an owned string, which costs more than the decoding itself. Only a
+/// record that fails is decoded again, tracked, to find the field (both passes see the same
+/// bytes, so they fail alike).
 pub(crate) fn decode_tracked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, SchemaError> {
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
     de.end().map_err(|e| SchemaError::malformed("$", e.to_string()))?;
