@@ -13,6 +13,9 @@ use fleetstream_topology::log::kafka::{KafkaOptions, Transactions};
 use fleetstream_topology::{EngineConfig, Guarantee};
 use serde::{Deserialize, Serialize};
 
+/// The stream threads' default `thread_nice`.
+pub const DEFAULT_THREAD_NICE: u8 = 0;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
@@ -105,6 +108,9 @@ pub struct ProcessingConfig {
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
     pub threads: u32,
+    /// How much nicer (0-19) the stream threads run than the rest of the process, so that the
+    /// edge API, queries and sinks answer promptly while the threads work through a backlog.
+    pub thread_nice: u8,
     /// Warm copies of other instances' tasks (Kafka only).
     pub standby_replicas: u32,
 }
@@ -118,6 +124,7 @@ impl Default for ProcessingConfig {
             commit_linger: None,
             checkpoint_interval: engine.checkpoint_interval,
             threads: 1,
+            thread_nice: DEFAULT_THREAD_NICE,
             standby_replicas: 0,
         }
     }
@@ -301,6 +308,12 @@ impl AppConfig {
         if config.partitions == 0 {
             anyhow::bail!("configuration: partitions must be at least 1");
         }
+        if config.processing.thread_nice > 19 {
+            anyhow::bail!(
+                "configuration: processing.thread_nice must be between 0 and 19, not {}",
+                config.processing.thread_nice
+            );
+        }
         Ok(config)
     }
 
@@ -317,6 +330,7 @@ impl AppConfig {
         EngineConfig {
             partitions: self.kafka.partitions.unwrap_or(self.partitions),
             threads: self.processing.threads.max(1),
+            thread_nice: self.processing.thread_nice,
             guarantee: self.processing.guarantee,
             commit_interval: self.processing.commit_interval,
             commit_linger: self.processing.commit_linger.unwrap_or(if self.uses_kafka() {
@@ -445,6 +459,25 @@ mod tests {
         std::fs::write(&file, "[processing]\ncommit_linger = \"soon\"\n").unwrap();
         let err = AppConfig::load(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("commit_linger"), "{err}");
+    }
+
+    #[test]
+    fn thread_nice_is_checked_and_reaches_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let defaults = AppConfig::load(None).unwrap();
+        assert_eq!(defaults.engine().thread_nice, DEFAULT_THREAD_NICE);
+        std::fs::write(&file, "[processing]\nthread_nice = 7\n").unwrap();
+        assert_eq!(AppConfig::load(Some(&file)).unwrap().engine().thread_nice, 7);
+        std::fs::write(&file, "[processing]\nthread_nice = 20\n").unwrap();
+        let err = AppConfig::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            err.contains("processing.thread_nice must be between 0 and 19"),
+            "{err}"
+        );
+        std::fs::write(&file, "[processing]\nthread_nice = -1\n").unwrap();
+        let err = AppConfig::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("thread_nice"), "{err}");
     }
 
     #[test]

@@ -452,20 +452,28 @@ fn a_live_task_picks_the_earliest_record_among_its_input_partitions() {
         partitions: 1,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(
-        topology,
-        Arc::new(log.clone()),
-        Arc::new(MemoryState::new()),
-        config,
-    )
-    .unwrap();
-    let running = engine.start().unwrap();
+    let running = in_memory_engine(topology, &log, config).start().unwrap();
     wait_for(|| read_all(&log, "seen").len() == 6);
     running.shutdown().unwrap();
     assert_eq!(
         read_all(&log, "seen"),
         vec!["l1@1", "r2@2", "r3@3", "l4@4", "l7@7", "r8@8"]
     );
+}
+
+/// A live engine over `log` with its state in memory.
+fn in_memory_engine(
+    topology: fleetstream_topology::Topology,
+    log: &EmbeddedLog,
+    config: EngineConfig,
+) -> Engine {
+    Engine::new(
+        topology,
+        Arc::new(log.clone()),
+        Arc::new(MemoryState::new()),
+        config,
+    )
+    .unwrap()
 }
 
 /// The word count as a live engine over an embedded log and RocksDB state in `dir`, on two
@@ -575,4 +583,65 @@ fn a_store_rebuilt_in_bulk_from_its_changelog_holds_every_key() {
     );
     let loaded = std::fs::read_dir(dir.path().join("state/loading")).map_or(0, |d| d.count());
     assert_eq!(loaded, 0, "no table file is left behind");
+}
+
+/// The nice values of this process's threads named `stream-*`, from /proc.
+fn stream_thread_nices() -> Vec<i32> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path();
+        let Ok(name) = std::fs::read_to_string(path.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        if name.starts_with("stream-") {
+            nices.push(nice_of(&stat));
+        }
+    }
+    nices
+}
+
+/// The nice value in a /proc stat line (its 19th field; the 2nd, the name, may hold spaces).
+fn nice_of(stat: &str) -> i32 {
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+#[test]
+fn stream_threads_run_as_much_nicer_as_configured() {
+    let base = nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+    let lowered = (base + 4).min(19);
+    // Other tests' stream threads share this process, at the base priority.
+    let ours = || {
+        stream_thread_nices()
+            .into_iter()
+            .filter(|n| *n == lowered)
+            .count()
+    };
+    let before = ours();
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path().join("log"), EmbeddedOptions::default()).unwrap();
+    let (topology, _) = word_count();
+    let config = EngineConfig {
+        partitions: 2,
+        threads: 2,
+        thread_nice: 4,
+        ..EngineConfig::default()
+    };
+    let running = in_memory_engine(topology, &log, config).start().unwrap();
+    append(&log, "lines", 0, "a", "red green", 1);
+    wait_for(|| read_all(&log, "word-counts").len() == 2);
+    let during = ours();
+    running.shutdown().unwrap();
+    assert_eq!(
+        during - before,
+        2,
+        "both stream threads run at nice {lowered} (base {base})"
+    );
+    assert_eq!(
+        base,
+        nice_of(&std::fs::read_to_string("/proc/thread-self/stat").unwrap())
+    );
 }

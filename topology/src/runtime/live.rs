@@ -238,6 +238,7 @@ fn run_thread(
     caught_up: &AtomicBool,
 ) -> Result<(), RuntimeError> {
     let _span = info_span!("stream", thread = member).entered();
+    lower_priority(member, shared.config.thread_nice);
     info!(thread = member, members, guarantee = ?shared.config.guarantee, "stream thread started");
     loop {
         match run_session(&shared, member, members, stop, caught_up)? {
@@ -246,6 +247,23 @@ fn run_thread(
                 warn!(thread = member, "rejoining the group with a new member");
             }
         }
+    }
+}
+
+/// Makes the calling thread `nice` steps nicer than it started (Linux keeps a nice value per
+/// thread; threads it spawns inherit it). A thread that cannot change it runs as it is.
+fn lower_priority(thread: u32, nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    let tid = Some(rustix::thread::gettid());
+    let result = rustix::process::getpriority_process(tid).and_then(|base| {
+        let lowered = (base + i32::from(nice)).min(19);
+        rustix::process::setpriority_process(tid, lowered).map(|()| lowered)
+    });
+    match result {
+        Ok(lowered) => info!(thread, nice = lowered, "stream thread runs at a lower priority"),
+        Err(e) => warn!(thread, error = %e, "could not lower the stream thread's priority"),
     }
 }
 

@@ -68,6 +68,10 @@ pub struct EngineConfig {
     pub checkpoint_interval: Duration,
     /// Records fetched per poll.
     pub poll_records: usize,
+    /// How much nicer (0-19, Linux's nice scale) the stream threads run than the rest of the
+    /// process, so that what shares it (the edge API, queries, sinks) keeps answering while
+    /// the threads work through a backlog; 0 leaves them as they start.
+    pub thread_nice: u8,
     /// Create missing input topics (embedded runs) instead of failing.
     pub create_source_topics: bool,
     /// Names this instance among the group's members (transactional ids, instance map).
@@ -86,6 +90,7 @@ impl Default for EngineConfig {
             commit_linger: Duration::from_micros(500),
             checkpoint_interval: Duration::from_secs(5),
             poll_records: 2000,
+            thread_nice: 0,
             create_source_topics: true,
             instance_id: "local".to_string(),
             advertised_url: None,
