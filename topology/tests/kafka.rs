@@ -308,3 +308,43 @@ fn transactional_commits_are_atomic_where_the_broker_offers_transactions() {
     let values: Vec<String> = read_all(&log, &topic).into_iter().map(|(_, v)| v).collect();
     assert_eq!(values, vec!["committed"]);
 }
+
+#[test]
+fn an_engine_is_caught_up_only_once_every_record_is_processed_while_its_threads_join() {
+    // Two stream threads join the group one after the other: the first is given every
+    // partition, then gives them up when the second arrives. In between, neither owns
+    // anything, so neither is short of the end of anything; that must not read as caught up.
+    let app = unique("caughtup");
+    let log = connect(&app);
+    let lines = format!("{app}.lines");
+    log.ensure_topic(&TopicSpec::new(&lines, 3)).unwrap();
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    let input: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "apple pear")).collect();
+    produce(&log, &lines, &input, 1_000);
+
+    let state = tempfile::tempdir().unwrap();
+    let config = EngineConfig {
+        partitions: 3,
+        threads: 2,
+        commit_interval: Duration::from_millis(50),
+        instance_id: unique("i"),
+        ..EngineConfig::default()
+    };
+    let running = Engine::new(
+        word_count(&app),
+        Arc::new(log.clone()),
+        Arc::new(RocksState::open(state.path()).unwrap()),
+        config,
+    )
+    .unwrap()
+    .start()
+    .unwrap();
+    wait_for("the engine to catch up", || running.is_caught_up());
+    let counts = latest(&read_all(&log, &format!("{app}.counts")));
+    running.shutdown().unwrap();
+    assert_eq!(
+        counts,
+        BTreeMap::from([("apple".into(), 300), ("pear".into(), 300)]),
+        "every line is counted by the time the engine says it is caught up"
+    );
+}

@@ -104,11 +104,40 @@ impl ShutdownHandle {
     }
 }
 
+/// What a stream thread tells the engine about how far it got.
+#[derive(Default)]
+struct Progress {
+    /// Set while the thread has processed and committed everything on `owned`; cleared by any
+    /// record processed and by any rebalance.
+    caught_up: AtomicBool,
+    /// The input partitions of the thread's tasks when it last found itself caught up.
+    owned: Mutex<Vec<TopicPartition>>,
+}
+
+impl Progress {
+    fn set(&self, owned: Option<Vec<TopicPartition>>) {
+        match owned {
+            Some(owned) => {
+                *self.owned.lock() = owned;
+                self.caught_up.store(true, Ordering::SeqCst);
+            }
+            None => self.caught_up.store(false, Ordering::SeqCst),
+        }
+    }
+
+    fn is_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::SeqCst)
+    }
+}
+
 /// Stream threads at work.
 pub struct RunningEngine {
     stop: ShutdownHandle,
     threads: Vec<JoinHandle<Result<(), RuntimeError>>>,
-    caught_up: Vec<Arc<AtomicBool>>,
+    progress: Vec<Arc<Progress>>,
+    shared: Arc<Shared>,
+    /// Every partition of every input of the topology.
+    inputs: BTreeSet<TopicPartition>,
 }
 
 impl std::fmt::Debug for RunningEngine {
@@ -124,9 +153,31 @@ impl RunningEngine {
         self.stop.clone()
     }
 
-    /// Whether every thread has processed everything on its input partitions and committed.
+    /// Whether every input partition has an owner (a thread of this engine, or a live member
+    /// of another instance) and every thread has processed everything on its partitions and
+    /// committed. A thread between two assignments owns nothing and is at the end of nothing:
+    /// while the group rebalances, the partitions it gave up count as not caught up.
     pub fn is_caught_up(&self) -> bool {
-        self.caught_up.iter().all(|c| c.load(Ordering::SeqCst))
+        if !self.progress.iter().all(|p| p.is_caught_up()) {
+            return false;
+        }
+        let mut owned: BTreeSet<TopicPartition> = self
+            .progress
+            .iter()
+            .flat_map(|p| p.owned.lock().clone())
+            .collect();
+        let own_instance = self.shared.members.instance_id();
+        owned.extend(
+            self.shared
+                .members
+                .live()
+                .into_iter()
+                .filter(|m| m.instance_id != own_instance)
+                .flat_map(|m| m.partitions)
+                .map(|(topic, partition)| TopicPartition::new(topic, partition)),
+        );
+        // Checked again: a thread may have moved on while its partitions were read.
+        self.inputs.is_subset(&owned) && self.progress.iter().all(|p| p.is_caught_up())
     }
 
     /// Whether every thread is still running.
@@ -165,16 +216,16 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<RunningEngine, RuntimeError> 
     shared.members.follow(shared.log.clone(), stop.stop.clone());
     let members = shared.config.threads.max(1);
     let mut threads = Vec::new();
-    let mut flags = Vec::new();
+    let mut all_progress = Vec::new();
     for member in 0..members {
         let shared = shared.clone();
         let stop = stop.clone();
-        let caught_up = Arc::new(AtomicBool::new(false));
-        flags.push(caught_up.clone());
+        let progress = Arc::new(Progress::default());
+        all_progress.push(progress.clone());
         let handle = std::thread::Builder::new()
             .name(format!("stream-{member}"))
             .spawn(move || {
-                let result = run_thread(shared, member, members, &stop, &caught_up);
+                let result = run_thread(shared, member, members, &stop, &progress);
                 if let Err(e) = &result {
                     error!(thread = member, error = %e, "stream thread failed; stopping the engine");
                     stop.shutdown();
@@ -190,18 +241,36 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<RunningEngine, RuntimeError> 
     Ok(RunningEngine {
         stop,
         threads,
-        caught_up: flags,
+        progress: all_progress,
+        inputs: input_partitions(&shared),
+        shared,
     })
+}
+
+/// Every partition of every topic the topology reads.
+fn input_partitions(shared: &Shared) -> BTreeSet<TopicPartition> {
+    shared
+        .topology
+        .subtopologies()
+        .iter()
+        .flat_map(|s| s.topics.iter())
+        .flat_map(|t| {
+            (0..shared.partitions.get(t).copied().unwrap_or(1))
+                .map(move |p| TopicPartition::new(t.clone(), p))
+        })
+        .collect()
 }
 
 /// Opens and closes tasks as the group moves partitions.
 struct Listener {
     tasks: Arc<Mutex<TaskSet>>,
     errors: Arc<Mutex<Option<RuntimeError>>>,
+    progress: Arc<Progress>,
 }
 
 impl RebalanceListener for Listener {
     fn on_revoked(&mut self, partitions: &[TopicPartition]) {
+        self.progress.set(None);
         let mut tasks = self.tasks.lock();
         let ids: BTreeSet<TaskId> = partitions.iter().filter_map(|tp| tasks.by_input(tp)).collect();
         if ids.is_empty() {
@@ -219,6 +288,7 @@ impl RebalanceListener for Listener {
     }
 
     fn on_assigned(&mut self, partitions: &[TopicPartition]) -> Vec<(TopicPartition, u64)> {
+        self.progress.set(None);
         let mut tasks = self.tasks.lock();
         let ids: BTreeSet<TaskId> = partitions.iter().filter_map(|tp| tasks.task_of(tp)).collect();
         let (mut positions, errors) = tasks.open_many(&ids);
@@ -235,13 +305,13 @@ fn run_thread(
     member: u32,
     members: u32,
     stop: &ShutdownHandle,
-    caught_up: &AtomicBool,
+    progress: &Arc<Progress>,
 ) -> Result<(), RuntimeError> {
     let _span = info_span!("stream", thread = member).entered();
     lower_priority(member, shared.config.thread_nice);
     info!(thread = member, members, guarantee = ?shared.config.guarantee, "stream thread started");
     loop {
-        match run_session(&shared, member, members, stop, caught_up)? {
+        match run_session(&shared, member, members, stop, progress)? {
             Session::Stopped => return Ok(()),
             Session::Rejoin => {
                 warn!(thread = member, "rejoining the group with a new member");
@@ -281,7 +351,7 @@ fn run_session(
     member: u32,
     members: u32,
     stop: &ShutdownHandle,
-    caught_up: &AtomicBool,
+    progress: &Arc<Progress>,
 ) -> Result<Session, RuntimeError> {
     let topology = shared.topology.clone();
     let group = topology.app_id().to_string();
@@ -303,18 +373,13 @@ fn run_session(
         .collect();
     topics.sort();
     topics.dedup();
-    let all_partitions: BTreeSet<TopicPartition> = topics
-        .iter()
-        .flat_map(|t| {
-            (0..shared.partitions.get(t).copied().unwrap_or(1))
-                .map(move |p| TopicPartition::new(t.clone(), p))
-        })
-        .collect();
+    let all_partitions = input_partitions(shared);
     consumer.subscribe(
         &topics,
         Box::new(Listener {
             tasks: tasks.clone(),
             errors: errors.clone(),
+            progress: progress.clone(),
         }),
     )?;
 
@@ -390,13 +455,13 @@ fn run_session(
                 last_commit = Instant::now();
             }
             if !idle {
-                caught_up.store(false, Ordering::SeqCst);
+                progress.set(None);
                 idle_behind_since = None;
             } else if last_end_check.elapsed() >= Duration::from_millis(300) {
                 last_end_check = Instant::now();
                 let behind = behind_end(&tasks, &*shared.log, &*consumer);
                 let at_end = !tasks.is_dirty() && behind.is_empty();
-                caught_up.store(at_end, Ordering::SeqCst);
+                progress.set(at_end.then(|| tasks.input_partitions()));
                 // Idle yet short of the end: nothing more arrives for these partitions. Say
                 // which, now and then, so that a stall can be told from a slow start.
                 if at_end {

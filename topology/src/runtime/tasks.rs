@@ -157,6 +157,11 @@ impl TaskSet {
         self.by_input.get(tp).copied()
     }
 
+    /// The input partitions of the open tasks.
+    pub(crate) fn input_partitions(&self) -> Vec<TopicPartition> {
+        self.by_input.keys().cloned().collect()
+    }
+
     pub(crate) fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
         self.tasks.get_mut(&id)
     }
