@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use chrono::{TimeZone as _, Utc};
 use fleetstream_schemas::{GpsPing, Punch, PunchKind, topics};
+use fleetstream_topology::log::kafka::KafkaLog;
 use fleetstream_topology::log::{Log, Membership};
 use fleetstream_topology::{Engine, Guarantee, ProducerRecord, RunningEngine, TopicPartition, partition_for};
 use hdrhistogram::Histogram;
@@ -461,10 +462,31 @@ fn gps_ingest_kafka(
         c.topic_prefix = format!("{run}.");
     })?;
     let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
+    let started = Instant::now();
     append(&*i.log, &topic, pings(n, drivers))?;
+    let produced = n as f64 / started.elapsed().as_secs_f64();
     let partitions = i.log.partitions(&topic)?;
     let bare = bare_rdkafka(brokers, &topic, partitions, n)?;
     let took = drain(&i.engine)?.took;
+    // The figure counts only if the job really got through its input.
+    for p in 0..partitions {
+        let tp = TopicPartition::new(&topic, p);
+        let (committed, end) = (i.log.committed(&run, &tp)?, i.log.end_offset(&tp)?);
+        anyhow::ensure!(
+            committed == Some(end),
+            "the job stopped short of the end of {tp}: committed {committed:?}, end {end}"
+        );
+    }
+    // What the job writes through the broker per ping: outputs, repartitions, changelogs.
+    let kafka = KafkaLog::connect(i.config.kafka_options())?;
+    let mut written = 0u64;
+    for (name, count) in kafka.topics()? {
+        if name.starts_with(&run) && name != topic {
+            for p in 0..count {
+                written += kafka.end_offset(&TopicPartition::new(&name, p))?;
+            }
+        }
+    }
     extras.insert(
         "kafka_input".into(),
         serde_json::json!({"topic": topic, "pings": n, "partitions": partitions, "drivers": drivers}),
@@ -487,6 +509,22 @@ fn gps_ingest_kafka(
             "bare rdkafka consumer (same topic)",
             bare,
             "/s",
+            None,
+            None,
+        ),
+        figure(
+            "gps-ingest",
+            "kafka: pings produced into the input (idempotent producer, acks=all)",
+            produced,
+            "/s",
+            None,
+            None,
+        ),
+        figure(
+            "gps-ingest",
+            "kafka: records the job writes to the broker per ping",
+            written as f64 / n as f64,
+            "records",
             None,
             None,
         ),
