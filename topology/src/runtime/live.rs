@@ -130,6 +130,24 @@ impl Progress {
     }
 }
 
+/// Whether every thread is caught up and the partitions they own, with `others` (those other
+/// instances own), cover `inputs`.
+fn caught_up(
+    inputs: &BTreeSet<TopicPartition>,
+    threads: &[Arc<Progress>],
+    others: impl Iterator<Item = TopicPartition>,
+) -> bool {
+    if !threads.iter().all(|p| p.is_caught_up()) {
+        return false;
+    }
+    let mut owned: BTreeSet<TopicPartition> = others.collect();
+    for thread in threads {
+        owned.extend(thread.owned.lock().iter().cloned());
+    }
+    // Checked again: a thread may have moved on while its partitions were read.
+    inputs.is_subset(&owned) && threads.iter().all(|p| p.is_caught_up())
+}
+
 /// Stream threads at work.
 pub struct RunningEngine {
     stop: ShutdownHandle,
@@ -158,26 +176,16 @@ impl RunningEngine {
     /// committed. A thread between two assignments owns nothing and is at the end of nothing:
     /// while the group rebalances, the partitions it gave up count as not caught up.
     pub fn is_caught_up(&self) -> bool {
-        if !self.progress.iter().all(|p| p.is_caught_up()) {
-            return false;
-        }
-        let mut owned: BTreeSet<TopicPartition> = self
-            .progress
-            .iter()
-            .flat_map(|p| p.owned.lock().clone())
-            .collect();
         let own_instance = self.shared.members.instance_id();
-        owned.extend(
-            self.shared
-                .members
-                .live()
-                .into_iter()
-                .filter(|m| m.instance_id != own_instance)
-                .flat_map(|m| m.partitions)
-                .map(|(topic, partition)| TopicPartition::new(topic, partition)),
-        );
-        // Checked again: a thread may have moved on while its partitions were read.
-        self.inputs.is_subset(&owned) && self.progress.iter().all(|p| p.is_caught_up())
+        let others = self
+            .shared
+            .members
+            .live()
+            .into_iter()
+            .filter(|m| m.instance_id != own_instance)
+            .flat_map(|m| m.partitions)
+            .map(|(topic, partition)| TopicPartition::new(topic, partition));
+        caught_up(&self.inputs, &self.progress, others)
     }
 
     /// Whether every thread is still running.
@@ -555,7 +563,42 @@ fn run_session(
 
 #[cfg(test)]
 mod tests {
-    use super::at_end;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use super::{Progress, at_end, caught_up};
+    use crate::record::TopicPartition;
+
+    #[test]
+    fn an_engine_is_caught_up_when_its_caught_up_threads_own_every_input_partition() {
+        let tp = |t: &str, p| TopicPartition::new(t, p);
+        let inputs: BTreeSet<_> = [tp("a", 0), tp("a", 1), tp("b", 0), tp("b", 1)].into();
+        let thread = |owned: Option<Vec<TopicPartition>>| {
+            let progress = Arc::new(Progress::default());
+            progress.set(owned);
+            progress
+        };
+        let none = || std::iter::empty();
+        // Both threads between two assignments: each owns nothing and is at the end of it.
+        assert!(!caught_up(
+            &inputs,
+            &[thread(Some(vec![])), thread(Some(vec![]))],
+            none()
+        ));
+        // Each at the end of its half.
+        let halves = [
+            thread(Some(vec![tp("a", 0), tp("b", 0)])),
+            thread(Some(vec![tp("a", 1), tp("b", 1)])),
+        ];
+        assert!(caught_up(&inputs, &halves, none()));
+        // One thread is still working.
+        halves[1].set(None);
+        assert!(!caught_up(&inputs, &halves, none()));
+        // One thread owns half; another instance announced the other half.
+        let one = [thread(Some(vec![tp("a", 0), tp("b", 0)]))];
+        assert!(!caught_up(&inputs, &one, none()));
+        assert!(caught_up(&inputs, &one, [tp("a", 1), tp("b", 1)].into_iter()));
+    }
 
     #[test]
     fn a_partition_is_at_its_end_when_the_task_or_a_drained_consumer_reached_it() {
