@@ -1,6 +1,7 @@
 //! Kafka producers: transactional (exactly once) or idempotent (effectively once), reporting
 //! the offset every record landed at.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::warn;
 
 use super::consumer::{GroupMember, commit_positions};
@@ -41,6 +42,30 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// How long a producer waits to fill a batch, unless `[kafka.properties]` says otherwise.
+const DEFAULT_LINGER_MS: &str = "2";
+
+/// A producer's settings: what the guarantees need (idempotence, every replica's
+/// acknowledgement, the transactional id) over the configured properties, and a short linger
+/// where they set none.
+fn producer_config(
+    mut config: ClientConfig,
+    properties: &BTreeMap<String, String>,
+    transactional_id: Option<&str>,
+) -> ClientConfig {
+    config.set("enable.idempotence", "true").set("acks", "all");
+    // librdkafka knows the linger under two names.
+    if !properties.contains_key("linger.ms") && !properties.contains_key("queue.buffering.max.ms") {
+        config.set("linger.ms", DEFAULT_LINGER_MS);
+    }
+    if let Some(id) = transactional_id {
+        config
+            .set("transactional.id", id)
+            .set("transaction.timeout.ms", "60000");
+    }
+    config
+}
+
 pub(super) struct KafkaProducer {
     log: KafkaLog,
     producer: ThreadedProducer<Deliveries>,
@@ -55,16 +80,7 @@ impl KafkaProducer {
         transactional_id: Option<&str>,
         member: Option<Arc<GroupMember>>,
     ) -> Result<Self, LogError> {
-        let mut config = log.config();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "2");
-        if let Some(id) = transactional_id {
-            config
-                .set("transactional.id", id)
-                .set("transaction.timeout.ms", "60000");
-        }
+        let config = producer_config(log.config(), &log.inner.options.properties, transactional_id);
         let producer: ThreadedProducer<Deliveries> = config
             .create_with_context(Deliveries::default())
             .map_err(broker_error)?;
@@ -203,5 +219,48 @@ impl Producer for KafkaProducer {
         }
         self.producer.context().results.lock().clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rdkafka::ClientConfig;
+
+    use super::{DEFAULT_LINGER_MS, producer_config};
+
+    fn configured(properties: &[(&str, &str)], transactional_id: Option<&str>) -> ClientConfig {
+        let properties: BTreeMap<String, String> = properties
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut base = ClientConfig::new();
+        for (k, v) in &properties {
+            base.set(k, v);
+        }
+        producer_config(base, &properties, transactional_id)
+    }
+
+    #[test]
+    fn a_configured_linger_is_kept_and_the_guarantees_are_not_negotiable() {
+        let plain = configured(&[], None);
+        assert_eq!(plain.get("linger.ms"), Some(DEFAULT_LINGER_MS));
+        assert_eq!(plain.get("transactional.id"), None);
+        let tuned = configured(
+            &[
+                ("linger.ms", "20"),
+                ("acks", "1"),
+                ("enable.idempotence", "false"),
+            ],
+            None,
+        );
+        assert_eq!(tuned.get("linger.ms"), Some("20"));
+        assert_eq!(tuned.get("acks"), Some("all"));
+        assert_eq!(tuned.get("enable.idempotence"), Some("true"));
+        let aliased = configured(&[("queue.buffering.max.ms", "15")], Some("app-i-0"));
+        assert_eq!(aliased.get("linger.ms"), None);
+        assert_eq!(aliased.get("queue.buffering.max.ms"), Some("15"));
+        assert_eq!(aliased.get("transactional.id"), Some("app-i-0"));
     }
 }
