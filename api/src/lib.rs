@@ -99,7 +99,7 @@ struct Inner {
     partitions: Mutex<HashMap<String, u32>>,
     limiter: DefaultKeyedRateLimiter<String>,
     idempotency: Mutex<HashMap<(String, String), Remembered>>,
-    events: broadcast::Sender<reads::TripUpdate>,
+    trips: reads::TripFeed,
     prometheus: PrometheusHandle,
 }
 
@@ -138,14 +138,13 @@ impl Api {
     pub fn new(parts: ApiParts) -> Api {
         let rate = NonZeroU32::new(parts.limits.rate_per_second.max(1)).expect("at least 1");
         let burst = NonZeroU32::new(parts.limits.burst.max(1)).expect("at least 1");
-        let (events, _) = broadcast::channel(4096);
         Api {
             inner: Arc::new(Inner {
                 producer: Mutex::new(None),
                 partitions: Mutex::new(HashMap::new()),
                 limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
                 idempotency: Mutex::new(HashMap::new()),
-                events,
+                trips: reads::TripFeed::new(),
                 prometheus: prometheus(),
                 parts,
             }),
@@ -249,11 +248,19 @@ impl Api {
 
     /// Trip updates as they are written (the `trip.events` topic, tailed by [`reads::tail_trip_events`]).
     pub fn trip_updates(&self) -> broadcast::Receiver<reads::TripUpdate> {
-        self.inner.events.subscribe()
+        self.inner.trips.subscribe()
+    }
+
+    /// Trip `id`'s updates from now on, and its recent ones before them.
+    pub(crate) fn follow_trip(
+        &self,
+        id: &str,
+    ) -> (broadcast::Receiver<reads::TripUpdate>, Vec<reads::TripUpdate>) {
+        self.inner.trips.follow(id)
     }
 
     pub(crate) fn publish(&self, update: reads::TripUpdate) {
-        let _ = self.inner.events.send(update);
+        self.inner.trips.publish(update);
     }
 
     /// An answer already given to this client for this idempotency key.

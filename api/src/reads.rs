@@ -4,11 +4,12 @@
 //! reads the key's partitions only — this instance's directly, another instance's through that
 //! owner's internal scan endpoint ([`crate::remote`]) — so any instance answers any query.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -26,6 +27,7 @@ use fleetstream_topology::log::consumer_at_end;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{Api, ApiError, Principal, Role};
@@ -35,7 +37,157 @@ use crate::{Api, ApiError, Principal, Role};
 pub struct TripUpdate {
     pub trip_id: String,
     pub event_id: String,
+    /// The event's `ts`, ms since the epoch (`None` when it has none that parses).
+    pub ts: Option<i64>,
     pub event: Arc<Value>,
+}
+
+impl TripUpdate {
+    /// An update from a `trip.events` value.
+    pub fn new(event: Value) -> TripUpdate {
+        let text = |field: &str| {
+            event
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        TripUpdate {
+            trip_id: text("trip_id"),
+            event_id: text("event_id"),
+            ts: event.get("ts").and_then(Value::as_str).and_then(millis),
+            event: Arc::new(event),
+        }
+    }
+}
+
+/// An RFC 3339 instant (or a zone-less one, which the stores write in UTC) as ms since the epoch.
+fn millis(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .or_else(|_| {
+            text.parse::<chrono::NaiveDateTime>()
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+        .ok()
+}
+
+/// Updates kept for subscribers that arrive late: at most this many, for at most this long.
+const RECENT_UPDATES: usize = 16_384;
+const RECENT_FOR: Duration = Duration::from_secs(60);
+
+/// The trip updates the tail reads: a broadcast to the live subscribers, and the last minute of
+/// updates. A trip's state is folded from `trip.events` one step downstream of it, so the state a
+/// subscriber reads may lag the topic; the recent updates fill that gap.
+pub(crate) struct TripFeed {
+    sender: broadcast::Sender<TripUpdate>,
+    recent: Mutex<VecDeque<(Instant, TripUpdate)>>,
+}
+
+impl TripFeed {
+    pub(crate) fn new() -> TripFeed {
+        TripFeed {
+            sender: broadcast::channel(4096).0,
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Every update from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<TripUpdate> {
+        self.sender.subscribe()
+    }
+
+    /// Every update from now on, and the recent updates of `trip_id` before them: taken under
+    /// the lock `publish` sends under, so each update is in exactly one of the two.
+    pub(crate) fn follow(&self, trip_id: &str) -> (broadcast::Receiver<TripUpdate>, Vec<TripUpdate>) {
+        let recent = self.recent.lock().expect("trip feed");
+        let receiver = self.sender.subscribe();
+        let earlier = recent
+            .iter()
+            .filter(|(_, u)| u.trip_id == trip_id)
+            .map(|(_, u)| u.clone())
+            .collect();
+        (receiver, earlier)
+    }
+
+    pub(crate) fn publish(&self, update: TripUpdate) {
+        let now = Instant::now();
+        let mut recent = self.recent.lock().expect("trip feed");
+        while recent
+            .front()
+            .is_some_and(|(at, _)| recent.len() >= RECENT_UPDATES || now.duration_since(*at) > RECENT_FOR)
+        {
+            recent.pop_front();
+        }
+        recent.push_back((now, update.clone()));
+        let _ = self.sender.send(update);
+    }
+}
+
+/// What a subscriber that read a trip's state (`last_event_id`, `updated_at`) still has to see.
+#[derive(Debug)]
+struct Resume {
+    /// Recent updates the state does not reflect, to send after it.
+    replay: Vec<TripUpdate>,
+    /// Live updates the state may already reflect: the state's last event came after every
+    /// recent update read (the tail is behind the step that folds the state), so live updates
+    /// up to it are skipped. `None` once it, or a later update, has passed.
+    skip_through: Option<(String, i64)>,
+}
+
+impl Resume {
+    /// `state`: the trip's row, if the trip has one yet. Without one, every recent update is
+    /// news. With one, the updates after its last event are; when that event is not among the
+    /// recent ones, those at or after its time are (a tie may repeat an event under the same id,
+    /// which a client drops; it never loses one).
+    fn after(recent: Vec<TripUpdate>, state: Option<&Map<String, Value>>) -> Resume {
+        let Some(state) = state else {
+            return Resume {
+                replay: recent,
+                skip_through: None,
+            };
+        };
+        let last = state.get("last_event_id").and_then(Value::as_str);
+        if let Some(at) = last.and_then(|last| recent.iter().position(|u| u.event_id == last)) {
+            return Resume {
+                replay: recent.into_iter().skip(at + 1).collect(),
+                skip_through: None,
+            };
+        }
+        let Some(updated_at) = state.get("updated_at").and_then(Value::as_str).and_then(millis) else {
+            return Resume {
+                replay: recent,
+                skip_through: None,
+            };
+        };
+        Resume {
+            replay: recent
+                .into_iter()
+                .filter(|u| u.ts.is_none_or(|ts| ts >= updated_at))
+                .collect(),
+            skip_through: last.map(|last| (last.to_string(), updated_at)),
+        }
+    }
+
+    /// Whether a live update is news to the subscriber.
+    fn news(&mut self, update: &TripUpdate) -> bool {
+        let Some((last, updated_at)) = &self.skip_through else {
+            return true;
+        };
+        if update.event_id == *last {
+            self.skip_through = None;
+            return false;
+        }
+        match update.ts {
+            Some(ts) if ts < *updated_at => false,
+            Some(ts) if ts == *updated_at => true,
+            // Later than the state: its last event is behind (or was never read again).
+            _ => {
+                self.skip_through = None;
+                true
+            }
+        }
+    }
 }
 
 /// Rows of a query as JSON objects (decimals as strings).
@@ -542,7 +694,8 @@ pub async fn sql(
 }
 
 /// `GET /v1/trips/{id}/events` (Server-Sent Events): the trip's current state first (event
-/// `state`), then every trip event as it is written (event `trip`, id = `event_id`).
+/// `state`), then every trip event after the state's `last_event_id` (event `trip`, id =
+/// `event_id`): the recent ones the state does not reflect yet, then each one as it is written.
 #[utoipa::path(get, path = "/v1/trips/{id}/events", tag = "queries",
     params(("id" = String, Path, description = "Trip id"), ("access_token" = Option<String>, Query, description = "The bearer token, for EventSource clients that cannot send headers")),
     responses((status = 200, description = "text/event-stream"), (status = 401, body = crate::ErrorBody), (status = 403, body = crate::ErrorBody)),
@@ -554,8 +707,8 @@ pub async fn trip_events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     principal.require(&[Role::App, Role::Driver, Role::Analyst])?;
     literal("id", &id)?;
-    // Subscribe before reading the state, so no event falls between the two.
-    let mut updates = api.trip_updates();
+    // Follow before reading the state, so no update falls between the two.
+    let (mut updates, recent) = api.follow_trip(&id);
     let state = find_trip(&api, &id).await?;
     if principal.role == Role::Driver
         && let Some(trip) = &state
@@ -566,21 +719,29 @@ pub async fn trip_events(
             principal.sub
         )));
     }
+    let mut resume = Resume::after(recent, state.as_ref());
     let stream = async_stream(move |tx| async move {
+        let event = |update: &TripUpdate| {
+            Event::default()
+                .event("trip")
+                .id(update.event_id.clone())
+                .json_data(&*update.event)
+                .expect("JSON")
+        };
         if let Some(state) = state {
             let _ = tx
                 .send(Event::default().event("state").json_data(&state).expect("JSON"))
                 .await;
         }
+        for update in std::mem::take(&mut resume.replay) {
+            if tx.send(event(&update)).await.is_err() {
+                return;
+            }
+        }
         loop {
             match updates.recv().await {
-                Ok(update) if update.trip_id == id => {
-                    let event = Event::default()
-                        .event("trip")
-                        .id(update.event_id.clone())
-                        .json_data(&*update.event)
-                        .expect("JSON");
-                    if tx.send(event).await.is_err() {
+                Ok(update) if update.trip_id == id && resume.news(&update) => {
+                    if tx.send(event(&update)).await.is_err() {
                         return;
                     }
                 }
@@ -662,21 +823,7 @@ pub fn tail_trip_events(api: Api) -> Tail {
                             let Ok(event) = serde_json::from_slice::<Value>(&value) else {
                                 continue;
                             };
-                            let trip_id = event
-                                .get("trip_id")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_string();
-                            let event_id = event
-                                .get("event_id")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_string();
-                            api.publish(TripUpdate {
-                                trip_id,
-                                event_id,
-                                event: Arc::new(event),
-                            });
+                            api.publish(TripUpdate::new(event));
                         }
                     }
                     Err(e) => {
@@ -691,4 +838,128 @@ pub fn tail_trip_events(api: Api) -> Tail {
         tracing::error!(error = %e, "could not start the trip events tail; SSE gets no updates");
     }
     Tail { stop }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn update(kind: &str, ts: &str) -> TripUpdate {
+        TripUpdate::new(json!({"trip_id": "t1", "event_id": format!("t1:{kind}"), "ts": ts, "type": kind}))
+    }
+
+    fn lifecycle() -> Vec<TripUpdate> {
+        vec![
+            update("requested", "2026-12-07T10:00:00.000Z"),
+            update("offered", "2026-12-07T10:00:00.000Z"),
+            update("matched", "2026-12-07T10:00:01.000Z"),
+            update("started", "2026-12-07T10:00:02.000Z"),
+        ]
+    }
+
+    fn state(last: &str, updated_at: &str) -> Map<String, Value> {
+        json!({"trip_id": "t1", "last_event_id": format!("t1:{last}"), "updated_at": updated_at})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    fn ids(updates: &[TripUpdate]) -> Vec<&str> {
+        updates.iter().map(|u| u.event_id.as_str()).collect()
+    }
+
+    #[test]
+    fn an_update_reads_its_trip_id_and_time() {
+        let u = update("requested", "2026-12-07T10:00:00.250+01:00");
+        assert_eq!(u.trip_id, "t1");
+        assert_eq!(u.event_id, "t1:requested");
+        assert_eq!(u.ts, Some(1_796_634_000_250));
+        assert_eq!(millis("2026-12-07T09:00:00.250"), Some(1_796_634_000_250));
+        assert_eq!(TripUpdate::new(json!({"ts": "yesterday"})).ts, None);
+    }
+
+    #[test]
+    fn without_a_state_every_recent_update_is_news() {
+        let resume = Resume::after(lifecycle(), None);
+        assert_eq!(
+            ids(&resume.replay),
+            ["t1:requested", "t1:offered", "t1:matched", "t1:started"]
+        );
+        assert!(resume.skip_through.is_none());
+    }
+
+    #[test]
+    fn a_state_resumes_after_its_last_event() {
+        let resume = Resume::after(lifecycle(), Some(&state("offered", "2026-12-07T10:00:00.000Z")));
+        assert_eq!(ids(&resume.replay), ["t1:matched", "t1:started"]);
+        assert!(resume.skip_through.is_none());
+    }
+
+    #[test]
+    fn a_state_ahead_of_the_tail_skips_live_updates_up_to_its_last_event() {
+        // The tail has read up to `requested`; the state already holds `matched`.
+        let recent = lifecycle()[..1].to_vec();
+        let mut resume = Resume::after(recent, Some(&state("matched", "2026-12-07T10:00:01.000Z")));
+        assert!(resume.replay.is_empty(), "{:?}", ids(&resume.replay));
+        let live = lifecycle();
+        assert!(!resume.news(&live[1]), "offered is in the state");
+        assert!(!resume.news(&live[2]), "matched is the state's last event");
+        assert!(resume.news(&live[3]));
+        assert!(
+            resume.news(&update("completed", "2026-12-07T09:00:00.000Z")),
+            "past the state, everything is news"
+        );
+    }
+
+    #[test]
+    fn a_state_whose_last_event_left_the_recent_updates_replays_from_its_time_on() {
+        // `requested` and `offered` were dropped from the recent updates; the state holds `offered`.
+        let recent = lifecycle()[2..].to_vec();
+        let mut resume = Resume::after(recent, Some(&state("offered", "2026-12-07T10:00:00.000Z")));
+        assert_eq!(ids(&resume.replay), ["t1:matched", "t1:started"]);
+        // The first later update lifts the filter.
+        assert!(resume.news(&update("completed", "2026-12-07T10:00:03.000Z")));
+        assert!(resume.skip_through.is_none());
+        // `requested` left the recent updates; `offered` has the same time. A tie may repeat
+        // an event (under its id, which a client drops); it never drops one.
+        let resume = Resume::after(
+            vec![update("offered", "2026-12-07T10:00:00.000Z")],
+            Some(&state("requested", "2026-12-07T10:00:00.000Z")),
+        );
+        assert_eq!(ids(&resume.replay), ["t1:offered"]);
+    }
+
+    #[test]
+    fn an_update_is_either_recent_or_live_for_a_follower() {
+        let feed = TripFeed::new();
+        let mut early = feed.subscribe();
+        feed.publish(update("requested", "2026-12-07T10:00:00.000Z"));
+        feed.publish(TripUpdate::new(
+            json!({"trip_id": "t2", "event_id": "t2:requested"}),
+        ));
+        let (mut live, recent) = feed.follow("t1");
+        feed.publish(update("offered", "2026-12-07T10:00:00.000Z"));
+        assert_eq!(ids(&recent), ["t1:requested"]);
+        assert_eq!(live.try_recv().unwrap().event_id, "t1:offered");
+        assert!(live.try_recv().is_err());
+        let all: Vec<String> = std::iter::from_fn(|| early.try_recv().ok())
+            .map(|u| u.event_id)
+            .collect();
+        assert_eq!(all, ["t1:requested", "t2:requested", "t1:offered"]);
+    }
+
+    #[test]
+    fn the_recent_updates_are_bounded() {
+        let feed = TripFeed::new();
+        for n in 0..RECENT_UPDATES + 10 {
+            feed.publish(TripUpdate::new(
+                json!({"trip_id": "t1", "event_id": format!("t1:{n}")}),
+            ));
+        }
+        let (_, recent) = feed.follow("t1");
+        assert_eq!(recent.len(), RECENT_UPDATES);
+        assert_eq!(recent[0].event_id, "t1:10");
+    }
 }

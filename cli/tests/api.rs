@@ -596,6 +596,7 @@ async fn a_ride_through_the_api() {
         edge.until(&uri, &app, |t| t["status"] == want).await;
     }
     let trip = edge.get(&uri, &app).await.json();
+    assert_eq!(trip["last_event_id"], format!("{trip_id}:completed"), "{trip}");
     let fare: rust_decimal::Decimal = trip["fare"].as_str().unwrap().parse().unwrap();
     assert!(fare > rust_decimal::Decimal::ZERO, "{trip}");
 
@@ -609,9 +610,9 @@ async fn a_ride_through_the_api() {
             seen.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
-    // The stream opened after the request was accepted: either before the engine processed it
-    // (no state, then every event from `requested` on) or after (the trip's state first, then
-    // every event after that state).
+    // The stream opened after the request was accepted: either before the trip's state was
+    // folded (no state, then every event from `requested` on, even those written to the topic
+    // before the stream opened) or after (the trip's state first, then every event after it).
     let kinds = ["requested", "offered", "matched", "started", "completed"];
     let from = if seen.starts_with("event: state") {
         let data = seen

@@ -133,6 +133,7 @@ impl StoreTable {
                 Field::new("cancelled_at", ts(), true),
                 Field::new("cancelled_by", DataType::Utf8, true),
                 Field::new("updated_at", ts(), false),
+                Field::new("last_event_id", DataType::Utf8, true),
             ])),
             StoreTable::Wallets => Arc::new(Schema::new(vec![
                 Field::new("account_id", DataType::Utf8, false),
@@ -426,6 +427,7 @@ fn trips_batch(rows: &[(String, fleetstream_operators::trips::router::TripView)]
         t(|t| t.cancelled_at),
         strings(rows.iter().map(|(_, t)| t.cancelled_by.as_deref())),
         t(|t| Some(t.updated_at)),
+        strings(rows.iter().map(|(_, t)| t.last_event_id.as_deref())),
     ];
     Ok(RecordBatch::try_new(StoreTable::Trips.schema(), columns)?)
 }

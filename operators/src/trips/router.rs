@@ -55,6 +55,9 @@ pub struct TripView {
     pub cancelled_at: Option<i64>,
     pub cancelled_by: Option<String>,
     pub updated_at: i64,
+    /// The last event folded in (`event_id`): a live feed resumes after it.
+    #[serde(default)]
+    pub last_event_id: Option<String>,
 }
 
 impl TripView {
@@ -63,6 +66,7 @@ impl TripView {
         self.trip_id = event.trip_id.clone();
         self.status = event.kind.name().to_string();
         self.updated_at = ts;
+        self.last_event_id = Some(event.event_id.clone());
         match &event.kind {
             TripEventKind::Requested {
                 rider_id,
