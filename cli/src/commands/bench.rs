@@ -68,6 +68,11 @@ pub struct BenchArgs {
     /// show how it scales.
     #[arg(long)]
     pub threads: Option<u32>,
+    /// A configuration file to bench (its `[processing]`, `[kafka.properties]`, job settings...).
+    /// The bench still sets the data directory, the guarantee, the threads, the brokers (none
+    /// but `--kafka`'s) and, on Kafka, a fresh app id and topic prefix of its own.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 impl BenchArgs {
@@ -150,17 +155,21 @@ struct Instance {
 }
 
 fn instance(args: &BenchArgs, dir: &Path, guarantee: Guarantee) -> Result<Instance> {
-    instance_with(args.threads(), dir, guarantee, |_| {})
+    instance_with(args, args.threads(), dir, guarantee, |_| {})
 }
 
-/// A fresh instance in `dir`, its configuration adjusted by `adjust` (e.g. a Kafka cluster).
+/// A fresh instance in `dir` with `args`' configuration file, its configuration adjusted by
+/// `adjust` (e.g. a Kafka cluster).
 fn instance_with(
+    args: &BenchArgs,
     threads: u32,
     dir: &Path,
     guarantee: Guarantee,
     adjust: impl FnOnce(&mut AppConfig),
 ) -> Result<Instance> {
-    let mut config = AppConfig::load(None)?;
+    let mut config = AppConfig::load(args.config.as_deref())?;
+    // The embedded log unless `adjust` names a cluster (`--kafka`).
+    config.kafka.brokers = String::new();
     config.data_dir = dir.to_path_buf();
     config.processing.guarantee = guarantee;
     config.processing.threads = threads;
@@ -376,7 +385,7 @@ fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
     }
     for (threads, guarantee, label, target) in runs {
         let dir = tempfile::tempdir()?;
-        let i = instance_with(threads, dir.path(), guarantee, |_| {})?;
+        let i = instance_with(args, threads, dir.path(), guarantee, |_| {})?;
         let topic = format!("{}{}", i.config.topic_prefix, topics::GPS_PINGS);
         append(&*i.log, &topic, pings(n, drivers))?;
         let read = bare_read(&*i.log, &topic, n)?;
@@ -456,7 +465,7 @@ fn gps_ingest_kafka(
             .as_millis()
     );
     let dir = tempfile::tempdir()?;
-    let i = instance_with(args.threads(), dir.path(), Guarantee::AtLeastOnce, |c| {
+    let i = instance_with(args, args.threads(), dir.path(), Guarantee::AtLeastOnce, |c| {
         c.kafka.brokers = brokers.to_string();
         c.app_id = run.clone();
         c.topic_prefix = format!("{run}.");
@@ -1197,7 +1206,7 @@ fn api_run(args: &BenchArgs, thread_nice: u8) -> Result<ApiRun> {
         (150_000.0, 10.0, 1_000)
     };
     let dir = tempfile::tempdir()?;
-    let mut i = instance_with(args.threads(), dir.path(), Guarantee::ExactlyOnce, |c| {
+    let mut i = instance_with(args, args.threads(), dir.path(), Guarantee::ExactlyOnce, |c| {
         c.processing.thread_nice = thread_nice;
     })?;
     i.config.api.addr = "127.0.0.1:0".into();
@@ -1368,6 +1377,7 @@ pub fn bench(args: &BenchArgs) -> Result<Vec<Figure>> {
             "threads": args.threads(),
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
             "git": git_revision(),
+            "config": args.config.as_ref().map(|p| p.display().to_string()),
             "machine": {"cpus": std::thread::available_parallelism().map_or(0, |n| n.get()), "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
         });
         json.as_object_mut().expect("an object").extend(extras);
@@ -1377,4 +1387,59 @@ pub fn bench(args: &BenchArgs) -> Result<Vec<Figure>> {
         eprintln!("(a debug build: figures are not representative; build with --release)");
     }
     Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<std::path::PathBuf>) -> BenchArgs {
+        BenchArgs {
+            scenario: Scenario::GpsIngest,
+            quick: true,
+            json: false,
+            kafka: None,
+            threads: Some(1),
+            config,
+        }
+    }
+
+    #[test]
+    fn a_bench_runs_the_configuration_it_is_given_on_the_embedded_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bench.toml");
+        std::fs::write(
+            &file,
+            "partitions = 3\n[kafka]\nbrokers = \"kafka:9092\"\n[kafka.properties]\n\"linger.ms\" = \"20\"\n[processing]\ncommit_interval = \"250ms\"\n",
+        )
+        .unwrap();
+        let i = instance_with(
+            &args(Some(file)),
+            1,
+            &dir.path().join("data"),
+            Guarantee::AtLeastOnce,
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(i.config.partitions, 3);
+        assert_eq!(i.config.processing.commit_interval, Duration::from_millis(250));
+        assert_eq!(i.config.kafka.properties["linger.ms"], "20");
+        assert!(
+            i.config.kafka.brokers.is_empty(),
+            "the bench picks the log, not the file"
+        );
+        assert_eq!(i.log.partitions("gps.pings").unwrap(), 3);
+
+        let missing = dir.path().join("missing.toml");
+        let error = instance_with(
+            &args(Some(missing)),
+            1,
+            dir.path(),
+            Guarantee::AtLeastOnce,
+            |_| {},
+        )
+        .err()
+        .expect("a missing file is an error");
+        assert!(error.to_string().contains("missing.toml"), "{error}");
+    }
 }
