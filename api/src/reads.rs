@@ -21,7 +21,7 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use fleetstream_queries::QueryError;
 use fleetstream_queries::format::{Format, decimals_as_strings};
-use fleetstream_schemas::topics;
+use fleetstream_schemas::{time, topics};
 use fleetstream_sinks::export::{ExportFormat, latest_records, write_overtime};
 use fleetstream_topology::log::consumer_at_end;
 use futures::Stream;
@@ -61,15 +61,9 @@ impl TripUpdate {
     }
 }
 
-/// An RFC 3339 instant (or a zone-less one, which the stores write in UTC) as ms since the epoch.
+/// An RFC 3339 instant (events and query rows carry their offset) as ms since the epoch.
 fn millis(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .or_else(|_| {
-            text.parse::<chrono::NaiveDateTime>()
-                .map(|t| t.and_utc().timestamp_millis())
-        })
-        .ok()
+    time::parse(text).ok().map(|t| time::to_millis(&t))
 }
 
 /// Updates kept for subscribers that arrive late: at most this many, for at most this long.
@@ -876,7 +870,8 @@ mod tests {
         assert_eq!(u.trip_id, "t1");
         assert_eq!(u.event_id, "t1:requested");
         assert_eq!(u.ts, Some(1_796_634_000_250));
-        assert_eq!(millis("2026-12-07T09:00:00.250"), Some(1_796_634_000_250));
+        assert_eq!(millis("2026-12-07T09:00:00.250Z"), Some(1_796_634_000_250));
+        assert_eq!(millis("2026-12-07T09:00:00.250"), None, "no zone, no instant");
         assert_eq!(TripUpdate::new(json!({"ts": "yesterday"})).ts, None);
     }
 
