@@ -14,6 +14,31 @@ pub fn haversine_km(lat1: f64, lng1: f64, lat2: f64, lng2: f64) -> f64 {
     2.0 * EARTH_RADIUS_KM * a.sqrt().asin()
 }
 
+/// A point as a unit vector from the earth's centre: the straight (chord) distance between two
+/// such vectors grows with the great-circle distance between the points (`d = 2R·asin(c/2)`),
+/// and costs no trigonometry once the vectors are known.
+pub fn unit_vector(lat: f64, lng: f64) -> [f64; 3] {
+    let (sin_lat, cos_lat) = lat.to_radians().sin_cos();
+    let (sin_lng, cos_lng) = lng.to_radians().sin_cos();
+    [cos_lat * cos_lng, cos_lat * sin_lng, sin_lat]
+}
+
+/// The squared chord between two unit vectors.
+pub fn chord2(a: [f64; 3], b: [f64; 3]) -> f64 {
+    let (x, y, z) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    x * x + y * y + z * z
+}
+
+/// A squared chord beyond which a point is certainly farther than one at squared chord `c2`,
+/// by [`haversine_km`] too. The chord of unit vectors is computed to within about 1e-15
+/// (components of at most 1, a handful of roundings each); the margin — 1e-12 (6 µm on the
+/// earth) plus a relative 1e-9 — keeps a point past it farther than the one at `c2` by more
+/// than both computations' rounding, so no tie that [`haversine_km`] would see is missed.
+pub fn chord2_beyond(c2: f64) -> f64 {
+    let c = c2.sqrt() * (1.0 + 1e-9) + 1e-12;
+    c * c
+}
+
 pub fn resolution(res: u8) -> Resolution {
     Resolution::try_from(res).unwrap_or(Resolution::Five)
 }
@@ -218,6 +243,63 @@ mod tests {
         assert_eq!(haversine_km(1.0, 1.0, 1.0, 1.0), 0.0);
     }
 
+    /// Uniform numbers in [0, 1) from a seed (xorshift).
+    fn uniform(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// A point past [`chord2_beyond`] of another is farther by haversine too, down to the
+    /// shortest distances and the closest pairs rounding can make.
+    #[test]
+    fn a_point_beyond_the_chord_bound_is_farther_by_haversine() {
+        let mut next = uniform(0x2545_f491_4f6c_dd1du64);
+        let (mut checked, mut close) = (0, 0);
+        for _ in 0..20_000 {
+            let pickup = (-80.0 + 160.0 * next(), -180.0 + 360.0 * next());
+            let scale = [1e-9, 1e-7, 1e-5, 1e-3, 0.05][(next() * 5.0) as usize];
+            let a = (
+                pickup.0 + scale * (next() - 0.5),
+                pickup.1 + scale * (next() - 0.5),
+            );
+            // b: a itself, a nudged by a few ulps, or a point of its own.
+            let b = match (next() * 3.0) as u32 {
+                0 => a,
+                1 => (a.0 + a.0.abs() * f64::EPSILON * 4.0 * next(), a.1),
+                _ => (
+                    pickup.0 + scale * (next() - 0.5),
+                    pickup.1 + scale * (next() - 0.5),
+                ),
+            };
+            let u = unit_vector(pickup.0, pickup.1);
+            let (ca, cb) = (chord2(u, unit_vector(a.0, a.1)), chord2(u, unit_vector(b.0, b.1)));
+            let (da, db) = (
+                haversine_km(pickup.0, pickup.1, a.0, a.1),
+                haversine_km(pickup.0, pickup.1, b.0, b.1),
+            );
+            assert!(chord2_beyond(ca) >= ca, "the bound widens");
+            if cb > chord2_beyond(ca) {
+                checked += 1;
+                assert!(db > da, "{b:?} beyond {a:?} from {pickup:?}, yet {db} <= {da}");
+            } else if db > da {
+                close += 1;
+            }
+            if ca > chord2_beyond(cb) {
+                checked += 1;
+                assert!(da > db, "{a:?} beyond {b:?} from {pickup:?}, yet {da} <= {db}");
+            }
+        }
+        assert!(checked > 5_000, "the bound excluded points: {checked}");
+        assert!(
+            close > 100,
+            "and kept some farther ones within its margin: {close}"
+        );
+    }
+
     /// A point `d` km from (lat, lng) on bearing `b` (radians).
     fn moved(lat: f64, lng: f64, d: f64, b: f64) -> (f64, f64) {
         let dlat = (d / EARTH_RADIUS_KM).to_degrees() * b.cos();
@@ -230,13 +312,7 @@ mod tests {
         // Drivers anywhere in the resolution-7 cell of the position where replicas were
         // computed; pickups up to the radius from them: their markets must all be listed.
         let radius = 5.0;
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(0x9e37_79b9_7f4a_7c15u64);
         for _ in 0..300 {
             let (lat, lng) = (52.3 + next() * 0.5, 13.0 + next() * 0.7);
             let home = cell(lat, lng, Resolution::Seven);

@@ -33,6 +33,8 @@ pub struct Candidate {
 struct Slot {
     lat: f64,
     lng: f64,
+    /// [`geo::unit_vector`] of the position: the search's cheap first comparison.
+    unit: [f64; 3],
     cell9: u64,
     cell7: u64,
     ping_ts: i64,
@@ -113,6 +115,7 @@ impl MarketIndex {
         Slot {
             lat: view.lat,
             lng: view.lng,
+            unit: geo::unit_vector(view.lat, view.lng),
             cell9: view.cell9,
             cell7: view.cell7,
             ping_ts: view.ping_ts,
@@ -189,7 +192,10 @@ impl MarketIndex {
     /// candidate at distance `d` is found, the search continues only while a ring could still
     /// hold a driver at `d` or closer ([`geo::ring_lower_bound_km`]), and never beyond the
     /// rings that cover the radius — so the result is exactly the minimum by
-    /// (haversine distance, driver id) over all drivers in reach.
+    /// (haversine distance, driver id) over all drivers in reach. Within a ring, a driver
+    /// whose chord to the pickup is certainly longer than the best one's
+    /// ([`geo::chord2_beyond`]) is passed over without computing its haversine distance: it
+    /// could neither beat the best nor tie with it.
     pub fn best(
         &self,
         pickup: (f64, f64),
@@ -202,7 +208,9 @@ impl MarketIndex {
         let class = self.classes.iter().position(|c| &**c == class)? as u32;
         let center: CellIndex = geo::cell9(pickup.0, pickup.1);
         let last_ring = geo::rings_to_cover(Resolution::Nine, radius_km);
+        let pickup_unit = geo::unit_vector(pickup.0, pickup.1);
         let mut best: Option<Candidate> = None;
+        let mut beyond = f64::INFINITY;
         for k in 0..=last_ring {
             if let Some(b) = &best
                 && geo::ring_lower_bound_km(Resolution::Nine, k) > b.distance_km
@@ -218,7 +226,11 @@ impl MarketIndex {
                 };
                 for Entry { id, slot } in self.listed(places) {
                     let id: &str = id;
-                    if slot.class != class || !slot.available(availability) || excluded(id) {
+                    if slot.class != class || !slot.available(availability) {
+                        continue;
+                    }
+                    let chord2 = geo::chord2(pickup_unit, slot.unit);
+                    if chord2 > beyond || excluded(id) {
                         continue;
                     }
                     let d = geo::haversine_km(pickup.0, pickup.1, slot.lat, slot.lng);
@@ -234,6 +246,7 @@ impl MarketIndex {
                             driver_id: id.to_string(),
                             distance_km: d,
                         });
+                        beyond = geo::chord2_beyond(chord2);
                     }
                 }
             }
@@ -417,6 +430,53 @@ mod tests {
                     .count();
                 assert_eq!(index.supply(cell7, &availability), supply, "round {round}");
             }
+        }
+    }
+
+    /// Drivers sharing positions, a few ulps apart or at the pickup itself: ties by distance
+    /// go to the smallest id, as brute force finds, however the search skips drivers.
+    #[test]
+    fn ties_and_near_ties_are_broken_by_id() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(19);
+        let availability = Availability {
+            at: 1_000,
+            freshness_ms: 30_000,
+        };
+        for round in 0..200 {
+            let spots: Vec<(f64, f64)> = (0..rng.gen_range(1..6))
+                .map(|_| {
+                    (
+                        52.52 + rng.gen_range(-0.01..0.01),
+                        13.40 + rng.gen_range(-0.01..0.01),
+                    )
+                })
+                .collect();
+            let pickup = if rng.gen_bool(0.3) {
+                spots[0]
+            } else {
+                (
+                    52.52 + rng.gen_range(-0.01..0.01),
+                    13.40 + rng.gen_range(-0.01..0.01),
+                )
+            };
+            let mut index = MarketIndex::default();
+            let mut views = BTreeMap::new();
+            // Ids in random order of insertion, so the smallest is not always met first.
+            for i in 0..rng.gen_range(1..80) {
+                let (lat, lng) = spots[rng.gen_range(0..spots.len())];
+                let nudge = match rng.gen_range(0..3) {
+                    0 => 0.0,
+                    1 => lat * f64::EPSILON * f64::from(rng.gen_range(1..8)),
+                    _ => 1e-9,
+                };
+                let id = format!("d{:03}", rng.gen_range(0..1000) * 100 + i);
+                let v = view(&id, lat + nudge, lng, rng.gen_range(-35_000..1_000));
+                views.insert(v.driver_id.clone(), v.clone());
+                index.upsert(v);
+            }
+            let found = index.best(pickup, "economy", 5.0, &availability, &|_| false);
+            assert_eq!(found, brute_force(&views, pickup, &availability), "round {round}");
         }
     }
 
