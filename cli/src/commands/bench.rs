@@ -242,20 +242,42 @@ fn drain(engine: &Engine) -> Result<Drained> {
 
 /// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`.
 fn process_cpu() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
+    std::fs::read_to_string("/proc/self/stat")
         .ok()
-        .and_then(|stat| {
-            // The fields after the command name (which may hold spaces): utime and stime are the
-            // 14th and 15th of the whole line.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let utime: u64 = fields.get(11)?.parse().ok()?;
-            let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
+        .and_then(|stat| stat_cpu(&stat))
+        .unwrap_or_default()
+}
+
+/// CPU time so far of this process's threads whose name starts with `prefix` (the stream
+/// threads are `stream-N`), from `/proc/self/task/*/stat`.
+fn threads_cpu(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let name = stat.split_once('(')?.1.rsplit_once(')')?.0;
+            if name.starts_with(prefix) {
+                stat_cpu(&stat)
+            } else {
+                None
+            }
         })
-        .unwrap_or(0);
+        .sum()
+}
+
+/// User and system time from a `stat` line of `/proc`.
+fn stat_cpu(stat: &str) -> Option<Duration> {
+    // The fields after the command name (which may hold spaces): utime and stime are the 14th
+    // and 15th of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
     // Linux reports in clock ticks of USER_HZ, 100 Hz on the platforms we build for (x86-64, arm64).
-    Duration::from_millis(ticks * 10)
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// Waits until the engine has processed every input record, failing once `limit` has passed.
@@ -724,6 +746,7 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     let ping_partitions = i.log.partitions(&pings_topic)?;
     let mut rng = StdRng::seed_from_u64(11);
     let started = Instant::now();
+    let (cpu_before, stream_cpu_before) = (process_cpu(), threads_cpu("stream-"));
     let (mut requests, mut pings_sent) = (0u64, 0u64);
     while started.elapsed().as_secs_f64() < secs {
         let elapsed = started.elapsed().as_secs_f64();
@@ -783,6 +806,12 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
+    let phase = started.elapsed().as_secs_f64();
+    let cores = |cpu: Duration| cpu.as_secs_f64() / phase;
+    let (busy, stream_busy) = (
+        cores(process_cpu().saturating_sub(cpu_before)),
+        cores(threads_cpu("stream-").saturating_sub(stream_cpu_before)),
+    );
     stop.store(true, Ordering::Relaxed);
     events
         .join()
@@ -833,6 +862,22 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
             format!("{label}: matches/s ({} of {requests} matched)", matched.len()),
             matched.len() as f64 / secs,
             "/s",
+            None,
+            None,
+        ),
+        figure(
+            "matching",
+            format!("{label}: CPU in cores, stream threads"),
+            stream_busy,
+            "cores",
+            None,
+            None,
+        ),
+        figure(
+            "matching",
+            format!("{label}: CPU in cores, whole process (with load and tails)"),
+            busy,
+            "cores",
             None,
             None,
         ),
@@ -1402,6 +1447,34 @@ mod tests {
             threads: Some(1),
             config,
         }
+    }
+
+    /// A busy thread's CPU is counted under its name's prefix, and only there.
+    #[test]
+    fn thread_cpu_is_read_by_name() {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinning = std::thread::Builder::new()
+            .name("spin-for-test".into())
+            .spawn({
+                let done = done.clone();
+                move || {
+                    let mut x = 0u64;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                }
+            })
+            .unwrap();
+        let started = Instant::now();
+        while threads_cpu("spin-for") < Duration::from_millis(200) {
+            assert!(started.elapsed() < Duration::from_secs(60), "no CPU counted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let spun = threads_cpu("spin-for");
+        assert!(process_cpu() >= spun, "the process includes its threads");
+        assert_eq!(threads_cpu("no-such-thread"), Duration::ZERO);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinning.join().unwrap();
     }
 
     #[test]
