@@ -799,6 +799,13 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
         anyhow::ensure!(running.is_running(), "the engine stopped");
         std::thread::sleep(Duration::from_millis(2));
     }
+    // CPU while the load was offered (not while the last matches settle).
+    let phase = started.elapsed().as_secs_f64();
+    let cores = |cpu: Duration| cpu.as_secs_f64() / phase;
+    let (busy, stream_busy) = (
+        cores(process_cpu().saturating_sub(cpu_before)),
+        cores(threads_cpu("stream-").saturating_sub(stream_cpu_before)),
+    );
     // The last matches.
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(10)
@@ -806,12 +813,6 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let phase = started.elapsed().as_secs_f64();
-    let cores = |cpu: Duration| cpu.as_secs_f64() / phase;
-    let (busy, stream_busy) = (
-        cores(process_cpu().saturating_sub(cpu_before)),
-        cores(threads_cpu("stream-").saturating_sub(stream_cpu_before)),
-    );
     stop.store(true, Ordering::Relaxed);
     events
         .join()
