@@ -443,22 +443,19 @@ mod tests {
             at: 1_000,
             freshness_ms: 30_000,
         };
+        // A point within about a kilometre of the centre.
+        let near = |rng: &mut rand::rngs::StdRng| {
+            (
+                52.52 + rng.gen_range(-0.01..0.01),
+                13.40 + rng.gen_range(-0.01..0.01),
+            )
+        };
         for round in 0..200 {
-            let spots: Vec<(f64, f64)> = (0..rng.gen_range(1..6))
-                .map(|_| {
-                    (
-                        52.52 + rng.gen_range(-0.01..0.01),
-                        13.40 + rng.gen_range(-0.01..0.01),
-                    )
-                })
-                .collect();
+            let spots: Vec<(f64, f64)> = (0..rng.gen_range(1..6)).map(|_| near(&mut rng)).collect();
             let pickup = if rng.gen_bool(0.3) {
                 spots[0]
             } else {
-                (
-                    52.52 + rng.gen_range(-0.01..0.01),
-                    13.40 + rng.gen_range(-0.01..0.01),
-                )
+                near(&mut rng)
             };
             let mut index = MarketIndex::default();
             let mut views = BTreeMap::new();
