@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything fleetstream needs on a fresh Debian 12 machine (root or sudo):
-# system libraries (RocksDB, clang for bindgen, build tools), the servers the tests run
-# against (PostgreSQL, ClickHouse, the Kafka-protocol broker tansu), Chromium for the
-# dashboard test, and the Node.js packages of the dashboard. Idempotent: what is already
+# system libraries (compression, clang for bindgen, build tools), RocksDB built from source
+# once, the servers the tests run against (PostgreSQL, ClickHouse, the Kafka-protocol broker
+# tansu), Chromium for the dashboard test, and the Node.js packages of the dashboard. Idempotent: what is already
 # installed (or cached under ~/.cache/fleetstream) is kept.
 set -euo pipefail
 
@@ -13,9 +13,9 @@ log() { printf '==> %s\n' "$*" >&2; }
 if [[ $(id -u) -eq 0 ]]; then sudo=""; else sudo="sudo"; fi
 
 packages=(
-  # build: RocksDB linked from Debian (no 20-minute C++ build), bindgen's libclang
-  build-essential pkg-config cmake clang libclang-dev librocksdb-dev
-  libsnappy-dev liblz4-dev libzstd-dev zlib1g-dev libbz2-dev libssl-dev libsasl2-dev
+  # build: compilers and bindgen's libclang; the compressions RocksDB links (LZ4, Zstandard)
+  build-essential pkg-config cmake clang libclang-dev
+  liblz4-dev libzstd-dev zlib1g-dev libssl-dev libsasl2-dev
   # servers the integration tests start on loopback
   postgresql clickhouse-server clickhouse-client
   # tools of the test scripts; Chromium for the dashboard test
@@ -31,6 +31,18 @@ if ((${#missing[@]})); then
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# RocksDB's static library, built once from the sources of the locked librocksdb-sys crate
+# (Debian's build keeps its assertions on: see scripts/build-rocksdb.sh). `.cargo/config.toml`
+# links it through the `.rocksdb` link in the checkout, which points at the cached build.
+rocksdb_version=$(awk '$0 == "name = \"librocksdb-sys\"" { getline; gsub(/"/, "", $3); print $3; exit }' "$root/Cargo.lock")
+# The recipe's hash in the name: a changed recipe builds afresh.
+recipe=$(sha256sum "$root/scripts/build-rocksdb.sh" | cut -c1-8)
+rocksdb="$cache/rocksdb-$rocksdb_version-$recipe"
+if ! [[ -f $rocksdb/lib/librocksdb.a ]]; then
+  "$root/scripts/build-rocksdb.sh" "$rocksdb"
+fi
+ln -sfn "$rocksdb" "$root/.rocksdb"
 
 # The Kafka-protocol broker for the Kafka tests (see SERVERS notes in the README).
 tansu="$cache/tansu/bin/tansu"
