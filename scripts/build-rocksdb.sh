@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# Builds RocksDB's static library into DEST (DEST/lib/librocksdb.a, DEST/include) from the C++
-# sources the librocksdb-sys crate ships: the version our Rust bindings are written against, as
-# pinned in Cargo.lock (the crate archive is checked against the lock file's checksum).
+# Builds RocksDB's static library from the C++ sources the librocksdb-sys crate ships: the version
+# our Rust bindings are written against, as pinned in Cargo.lock (the crate archive is checked
+# against the lock file's checksum). Builds into CACHE/rocksdb-<crate version>-<this recipe's
+# hash> (lib/librocksdb.a, include/) unless that is already there, and prints that folder.
 #
-#   scripts/build-rocksdb.sh DEST
+#   scripts/build-rocksdb.sh CACHE
 #
 # Why not Debian's librocksdb-dev: that build keeps its assertions (no NDEBUG: 283 of its objects
 # call __assert_fail, and its test sync points run in every write) and computes CRC32C without
 # SSE4.2. This one is built with -O2 and NDEBUG, with SSE4.2/PCLMUL (and AVX2/BMI/LZCNT) where
 # this machine's CPU has them, and with LZ4 and Zstandard, the compressions the stores use.
-# About 8 minutes on two cores; scripts/setup.sh runs it once and caches the result.
+# About 8 minutes on two cores; scripts/setup.sh runs it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-[[ $# -eq 1 ]] || { sed -n '5p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2; exit 2; }
-dest=$1
+[[ $# -eq 1 ]] || { sed -n '7p' "${BASH_SOURCE[0]}" | sed 's/^# *//' >&2; exit 2; }
+cache=$1
 log() { printf '==> %s\n' "$*" >&2; }
 
 crate=librocksdb-sys
@@ -25,6 +26,12 @@ read -r version checksum < <(awk -v name="$crate" '
   found && /^checksum = / { gsub(/"/, "", $3); print v, $3; exit }
 ' "$root/Cargo.lock") || true
 [[ -n ${version:-} && -n ${checksum:-} ]] || { echo "build-rocksdb.sh: $crate is not in Cargo.lock" >&2; exit 1; }
+# The recipe's hash in the name: a changed recipe builds afresh.
+dest="$cache/rocksdb-$version-$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-8)"
+if [[ -f $dest/lib/librocksdb.a ]]; then
+  echo "$dest"
+  exit 0
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -70,3 +77,4 @@ cp -r "$src/include" "$dest.partial/include"
 rm -rf "$dest"
 mv "$dest.partial" "$dest"
 log "RocksDB ${version#*+} in $dest"
+echo "$dest"

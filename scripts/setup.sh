@@ -2,8 +2,8 @@
 # Installs everything fleetstream needs on a fresh Debian 12 machine (root or sudo):
 # system libraries (compression, clang for bindgen, build tools), RocksDB built from source
 # once, the servers the tests run against (PostgreSQL, ClickHouse, the Kafka-protocol broker
-# tansu), Chromium for the dashboard test, and the Node.js packages of the dashboard. Idempotent: what is already
-# installed (or cached under ~/.cache/fleetstream) is kept.
+# tansu), Chromium for the dashboard test, and the Node.js packages of the dashboard.
+# Idempotent: what is already installed (or cached under ~/.cache/fleetstream) is kept.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,15 +33,9 @@ if ((${#missing[@]})); then
 fi
 
 # RocksDB's static library, built once from the sources of the locked librocksdb-sys crate
-# (Debian's build keeps its assertions on: see scripts/build-rocksdb.sh). `.cargo/config.toml`
-# links it through the `.rocksdb` link in the checkout, which points at the cached build.
-rocksdb_version=$(awk '$0 == "name = \"librocksdb-sys\"" { getline; gsub(/"/, "", $3); print $3; exit }' "$root/Cargo.lock")
-# The recipe's hash in the name: a changed recipe builds afresh.
-recipe=$(sha256sum "$root/scripts/build-rocksdb.sh" | cut -c1-8)
-rocksdb="$cache/rocksdb-$rocksdb_version-$recipe"
-if ! [[ -f $rocksdb/lib/librocksdb.a ]]; then
-  "$root/scripts/build-rocksdb.sh" "$rocksdb"
-fi
+# (Debian's build keeps its assertions on: see scripts/build-rocksdb.sh) and cached.
+# `.cargo/config.toml` links it through the `.rocksdb` link in the checkout.
+rocksdb=$("$root/scripts/build-rocksdb.sh" "$cache")
 ln -sfn "$rocksdb" "$root/.rocksdb"
 
 # The Kafka-protocol broker for the Kafka tests (see SERVERS notes in the README).
