@@ -63,6 +63,26 @@ fn last_figures(records: &[Value]) -> BTreeMap<String, Value> {
     last.into_iter().map(|(k, (_, v))| (k, v)).collect()
 }
 
+/// The overtime records of one deterministic replay of `input` (depot rules), written to `out`.
+fn replay_overtime(input: &Path, out: &Path) -> Vec<Value> {
+    let status = Command::new(bin())
+        .args(["replay", "--input"])
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .arg("--config")
+        .arg(samples().join("depot.toml"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read_to_string(out.join("overtime.records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn split_input(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let text = std::fs::read_to_string(samples().join("depot.in.jsonl")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -103,23 +123,7 @@ fn a_second_run_continues_from_the_committed_offsets() {
     assert!(records.len() > first);
 
     // The two runs together give the figures of one deterministic replay of everything.
-    let out = dir.path().join("replay");
-    let status = Command::new(bin())
-        .args(["replay", "--input"])
-        .arg(&all)
-        .arg("--out")
-        .arg(&out)
-        .arg("--config")
-        .arg(samples().join("depot.toml"))
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let replayed: Vec<Value> = std::fs::read_to_string(out.join("overtime.records.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let replayed = replay_overtime(&all, &dir.path().join("replay"));
     assert_eq!(last_figures(&records), last_figures(&replayed));
 }
 
@@ -162,6 +166,77 @@ fn ctrl_c_stops_a_run_cleanly_and_the_next_run_resumes() {
         "nothing processed twice after a clean stop"
     );
     assert_eq!(dump(&data, "timesheet.punches.dlq").len(), 1);
+}
+
+/// A run killed with SIGKILL loses what RocksDB held in memory since the last checkpoint (its
+/// write-ahead log is written out at checkpoints): the next run replays that from the
+/// changelog, so later punches are figured against every earlier one, as in one replay.
+#[test]
+fn a_killed_run_restores_what_its_state_lost_from_the_changelog() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = std::fs::read_to_string(samples().join("depot.in.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let part = |name: &str, range: std::ops::Range<usize>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n", lines[range].join("\n"))).unwrap();
+        path
+    };
+    let (first, second, third) = (
+        part("first.jsonl", 0..60),
+        part("second.jsonl", 60..110),
+        part("third.jsonl", 110..lines.len()),
+    );
+    // The first part ends with a clean stop: a checkpoint of everything so far.
+    run_until_caught_up(&data, Some(&first));
+    // The second part runs without a checkpoint after its start and is killed once caught up.
+    let config = dir.path().join("no-checkpoints.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[processing]\ncheckpoint_interval = \"1h\"\n",
+            std::fs::read_to_string(samples().join("depot.toml")).unwrap()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin())
+        .args(["run", "--api-addr", "", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--input")
+        .arg(&second)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = stderr.next().expect("the run reports catching up").unwrap();
+        if line.contains("caught up") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(!child.wait().unwrap().success(), "killed, not stopped");
+    let after_kill = dump(&data, "overtime.records").len();
+    // The third part's windows share weeks with the second's punches.
+    run_until_caught_up(&data, Some(&third));
+    let records = dump(&data, "overtime.records");
+    assert!(records.len() > after_kill);
+    assert_eq!(
+        dump(&data, "timesheet.punches.dlq").len(),
+        0,
+        "no punch was taken for late or processed twice"
+    );
+
+    let all = dir.path().join("all.jsonl");
+    std::fs::write(&all, format!("{}\n", lines.join("\n"))).unwrap();
+    let replayed = replay_overtime(&all, &dir.path().join("replay"));
+    assert_eq!(last_figures(&records), last_figures(&replayed));
 }
 
 /// `simulate --direct` drives the city straight into the embedded log (no server, no socket),

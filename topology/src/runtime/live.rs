@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tracing::{error, info, info_span, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 use super::members::ANNOUNCE_EVERY;
 use super::tasks::TaskSet;
@@ -33,6 +33,11 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(20);
 /// How long a thread stays idle short of the end of its input before it says which
 /// partitions are behind (and again at this interval while it lasts).
 const STALL_REPORT: Duration = Duration::from_secs(10);
+
+/// An iteration of the loop (records handed over, processed and committed, the poll's wait
+/// not counted) that takes this long logs its phases at debug level: each hop through a topic
+/// waits for one, so these are what a latency tail is made of.
+const SLOW_ITERATION: Duration = Duration::from_millis(3);
 
 /// A partition short of its end: `(partition, the task's next offset, the consumer's position,
 /// the end offset)`; `None` where it could not be read.
@@ -427,7 +432,9 @@ fn run_session(
                 Duration::from_millis(50)
             };
             let max = if buffered >= max_buffered { 0 } else { poll_records };
+            let polled_at = Instant::now();
             let fetched = consumer.poll(max, timeout)?;
+            let woke_at = Instant::now();
             let short_poll = fetched.iter().map(|f| f.records.len()).sum::<usize>() < max;
             let mut tasks = tasks.lock();
             for f in fetched {
@@ -439,16 +446,26 @@ fn run_session(
             }
             let now = shared.clock.now();
             let mut processed_any = false;
+            let mut processed = 0usize;
+            // The task that took longest, with its time and its count of records.
+            let mut slowest: Option<(TaskId, Duration, usize)> = None;
             let ids: Vec<TaskId> = tasks.tasks.keys().copied().collect();
             for id in ids {
                 let task = tasks.get_mut(id).expect("listed");
+                let task_started = Instant::now();
                 let mut budget = 1000;
                 while budget > 0 && task.process_next()? {
                     budget -= 1;
                     processed_any = true;
                 }
                 task.punctuate(now)?;
+                let took = task_started.elapsed();
+                processed += 1000 - budget;
+                if slowest.is_none_or(|(_, t, _)| took > t) {
+                    slowest = Some((id, took, 1000 - budget));
+                }
             }
+            let processed_at = Instant::now();
             let drained = tasks.tasks.values().all(|t| t.buffered() == 0);
             let idle = !processed_any && drained;
             // Everything the log had is processed: commit soon, so that what it produced is
@@ -461,6 +478,20 @@ fn run_session(
                 last_commit = Instant::now();
             } else if due {
                 last_commit = Instant::now();
+            }
+            let committed_at = Instant::now();
+            if committed_at - woke_at >= SLOW_ITERATION {
+                debug!(
+                    thread = member,
+                    waited_us = (woke_at - polled_at).as_micros() as u64,
+                    process_us = (processed_at - woke_at).as_micros() as u64,
+                    commit_us = (committed_at - processed_at).as_micros() as u64,
+                    processed,
+                    slowest_task = %slowest.map_or_else(String::new, |(id, t, n)| {
+                        format!("{}-{} {} µs {n} records", id.subtopology, id.partition, t.as_micros())
+                    }),
+                    "slow iteration"
+                );
             }
             if !idle {
                 progress.set(None);
