@@ -3,9 +3,9 @@
 //! straight into the log.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use serde_json::Value;
 
@@ -83,6 +83,36 @@ fn replay_overtime(input: &Path, out: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Starts `fleetstream run` on `data` with `input` appended and returns it, with the rest of its
+/// standard error, once it reports that it is caught up.
+fn run_until_it_reports_caught_up(
+    config: &Path,
+    data: &Path,
+    input: &Path,
+) -> (Child, Lines<BufReader<ChildStderr>>) {
+    let mut child = Command::new(bin())
+        .args(["run", "--api-addr", "", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--input")
+        .arg(input)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let caught_up = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("caught up"));
+    if !caught_up {
+        let _ = child.kill();
+        let status = child.wait();
+        panic!("the run ended without reporting that it caught up: {status:?}");
+    }
+    (child, lines)
+}
+
 fn split_input(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let text = std::fs::read_to_string(samples().join("depot.in.jsonl")).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -132,23 +162,7 @@ fn ctrl_c_stops_a_run_cleanly_and_the_next_run_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (part1, _, _) = split_input(dir.path());
-    let mut child = Command::new(bin())
-        .args(["run", "--api-addr", "", "--config"])
-        .arg(samples().join("depot.toml"))
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--input")
-        .arg(&part1)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("the run reports catching up").unwrap();
-        if line.contains("caught up") {
-            break;
-        }
-    }
+    let (mut child, lines) = run_until_it_reports_caught_up(&samples().join("depot.toml"), &data, &part1);
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -199,23 +213,7 @@ fn a_killed_run_restores_what_its_state_lost_from_the_changelog() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(bin())
-        .args(["run", "--api-addr", "", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--input")
-        .arg(&second)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = stderr.next().expect("the run reports catching up").unwrap();
-        if line.contains("caught up") {
-            break;
-        }
-    }
+    let (mut child, _stderr) = run_until_it_reports_caught_up(&config, &data, &second);
     let status = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
         .status()
