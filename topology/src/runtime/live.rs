@@ -445,7 +445,6 @@ fn run_session(
                 }
             }
             let now = shared.clock.now();
-            let mut processed_any = false;
             let mut processed = 0usize;
             // The task that took longest, with its time and its count of records.
             let mut slowest: Option<(TaskId, Duration, usize)> = None;
@@ -453,21 +452,20 @@ fn run_session(
             for id in ids {
                 let task = tasks.get_mut(id).expect("listed");
                 let task_started = Instant::now();
-                let mut budget = 1000;
-                while budget > 0 && task.process_next()? {
-                    budget -= 1;
-                    processed_any = true;
+                let mut records = 0;
+                while records < 1000 && task.process_next()? {
+                    records += 1;
                 }
                 task.punctuate(now)?;
                 let took = task_started.elapsed();
-                processed += 1000 - budget;
+                processed += records;
                 if slowest.is_none_or(|(_, t, _)| took > t) {
-                    slowest = Some((id, took, 1000 - budget));
+                    slowest = Some((id, took, records));
                 }
             }
             let processed_at = Instant::now();
             let drained = tasks.tasks.values().all(|t| t.buffered() == 0);
-            let idle = !processed_any && drained;
+            let idle = processed == 0 && drained;
             // Everything the log had is processed: commit soon, so that what it produced is
             // visible downstream (the next hop of a repartition, an output topic) without
             // waiting out the interval. Lingering a little batches commits under steady load.
