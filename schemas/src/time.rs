@@ -5,7 +5,7 @@
 //! local wall-clock time without a zone is ambiguous.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserializer, Serializer};
 
 /// An instant in time, zone-aware.
 pub type Timestamp = DateTime<Utc>;
@@ -48,9 +48,19 @@ pub mod rfc3339 {
         s.serialize_str(&format(ts))
     }
 
+    /// Parses the text where the deserializer holds it (serde's `Cow<str>` would copy it).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
-        let text = std::borrow::Cow::<str>::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an RFC 3339 timestamp with a UTC offset")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
+                parse(text).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 
@@ -70,6 +80,31 @@ mod tests {
     fn missing_offset_is_explained() {
         let err = parse("2026-11-02T07:00:00").unwrap_err();
         assert!(err.contains("no UTC offset"), "{err}");
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct At {
+        #[serde(with = "super::rfc3339")]
+        ts: Timestamp,
+    }
+
+    /// Read in place from JSON (with and without escapes in the text) and from postcard, as
+    /// stores hold it; anything but text is refused with what was expected.
+    #[test]
+    fn timestamps_decode_from_json_and_postcard() {
+        let want = At {
+            ts: parse("2026-11-02T07:00:00Z").unwrap(),
+        };
+        let plain: At = serde_json::from_str(r#"{"ts":"2026-11-02T08:00:00+01:00"}"#).unwrap();
+        assert_eq!(plain, want);
+        let escaped: At = serde_json::from_str(r#"{"ts":"2026-11-02T08:00:00\u002B01:00"}"#).unwrap();
+        assert_eq!(escaped, want);
+        let stored = postcard::to_stdvec(&want).unwrap();
+        assert_eq!(postcard::from_bytes::<At>(&stored).unwrap(), want);
+        let err = serde_json::from_str::<At>(r#"{"ts":1762066800000}"#).unwrap_err();
+        assert!(err.to_string().contains("an RFC 3339 timestamp"), "{err}");
+        let err = serde_json::from_str::<At>(r#"{"ts":"2026-11-02T07:00:00"}"#).unwrap_err();
+        assert!(err.to_string().contains("no UTC offset"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,11 @@ impl StoreBackend for MemoryBackend {
         Ok(self.map.read().get(key).cloned())
     }
 
+    fn get_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        read(self.map.read().get(key).map(Vec::as_slice));
+        Ok(())
+    }
+
     fn scan(
         &self,
         from: &[u8],

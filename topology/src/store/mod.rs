@@ -28,9 +28,18 @@ pub use self::typed::{KvStore, KvView, StoreId, WindowStore, WindowView};
 /// A batch of writes: `None` deletes.
 pub type WriteBatch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
+/// One write, lent: `None` deletes.
+pub type Write<'a> = (&'a [u8], Option<&'a [u8]>);
+
 /// Byte-level storage of one store of one task.
 pub trait StoreBackend: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Lends the value of `key` to `read` in place, for a caller that only decodes it: no copy
+    /// of its own where the backend can avoid one.
+    fn get_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        read(self.get(key)?.as_deref());
+        Ok(())
+    }
     /// Visits entries with `from <= key < to` (no upper bound when `to` is `None`) in key order
     /// until `visit` returns `false`.
     fn scan(
@@ -40,6 +49,13 @@ pub trait StoreBackend: Send + Sync {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
     fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError>;
+    /// Applies writes lent in place, in order, as [`StoreBackend::apply`] does (a task's
+    /// pending writes once their commit landed): a backend that copies them into a write batch
+    /// of its own needs no batch of copies made first.
+    fn apply_each(&self, writes: &mut dyn Iterator<Item = Write<'_>>) -> Result<(), StoreError> {
+        let batch: WriteBatch = writes.map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
+        self.apply(&batch)
+    }
     /// Applies a batch that is sorted by key with one write per key ([`restore::coalesce`]),
     /// as a restore writes: a backend may load it in bulk rather than write by write.
     fn load(&self, batch: &WriteBatch) -> Result<(), StoreError> {

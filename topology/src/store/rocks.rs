@@ -20,7 +20,7 @@ use rocksdb::{
     WriteOptions,
 };
 
-use super::{Checkpoint, StateFactory, StoreBackend, WriteBatch};
+use super::{Checkpoint, StateFactory, StoreBackend, Write, WriteBatch};
 use crate::error::StoreError;
 
 type Db = DBWithThreadMode<MultiThreaded>;
@@ -134,7 +134,12 @@ impl StateFactory for RocksState {
                 .create_cf(&cf, &cf_options(&self.block_cache))
                 .map_err(|e| rocks_err(store, e))?;
         }
+        let handle = FamilyHandle::of(&self.db, &cf).ok_or_else(|| StoreError::Rocks {
+            store: cf.clone(),
+            detail: "column family is gone".into(),
+        })?;
         Ok(Arc::new(RocksBackend {
+            handle,
             db: self.db.clone(),
             cf,
             read: ReadOptions::default(),
@@ -190,6 +195,8 @@ impl StateFactory for RocksState {
 
 /// One column family.
 pub struct RocksBackend {
+    /// Declared before `db`, so dropped before it.
+    handle: FamilyHandle,
     db: Arc<Db>,
     cf: String,
     /// The options of every point read, made once (RocksDB allocates them).
@@ -200,19 +207,60 @@ pub struct RocksBackend {
 }
 
 impl RocksBackend {
-    fn handle(&self) -> Result<Arc<BoundColumnFamily<'_>>, StoreError> {
-        self.db.cf_handle(&self.cf).ok_or_else(|| StoreError::Rocks {
-            store: self.cf.clone(),
-            detail: "column family is gone".into(),
-        })
+    fn handle(&self) -> &Arc<BoundColumnFamily<'static>> {
+        &self.handle.0
     }
+}
+
+pub(crate) use family::FamilyHandle;
+
+/// A column family's handle kept beside the database it belongs to, instead of looked up by
+/// name (a lock, a hash of the name and a reference count) at every read and write.
+#[allow(unsafe_code)]
+mod family {
+    use std::sync::Arc;
+
+    use rocksdb::BoundColumnFamily;
+
+    use super::Db;
+
+    /// Holds a handle past the borrow of the database it came from. Sound because the handle
+    /// never outlives that database: the one holder, `RocksBackend`, declares it before the
+    /// `Arc` of the database, so drops it first, and nothing drops a column family while the
+    /// database is open (the state factory only creates them).
+    pub(crate) struct FamilyHandle(pub(super) Arc<BoundColumnFamily<'static>>);
+
+    impl FamilyHandle {
+        pub(crate) fn of(db: &Arc<Db>, name: &str) -> Option<Self> {
+            let handle = db.cf_handle(name)?;
+            // SAFETY: only the lifetime changes (see the type's comment for why it holds).
+            Some(FamilyHandle(unsafe {
+                std::mem::transmute::<Arc<BoundColumnFamily<'_>>, Arc<BoundColumnFamily<'static>>>(handle)
+            }))
+        }
+    }
+
+    // SAFETY: RocksDB's column family handles are safe to use from any thread at once (the
+    // multi-threaded database hands the same one to every thread); the binding marks them
+    // `Send` but not `Sync` only because it ties them to a borrow.
+    unsafe impl Send for FamilyHandle {}
+    unsafe impl Sync for FamilyHandle {}
 }
 
 impl StoreBackend for RocksBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db
-            .get_cf_opt(&self.handle()?, key, &self.read)
+            .get_cf_opt(self.handle(), key, &self.read)
             .map_err(|e| rocks_err(&self.cf, e))
+    }
+
+    fn get_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
+        let value = self
+            .db
+            .get_pinned_cf_opt(self.handle(), key, &self.read)
+            .map_err(|e| rocks_err(&self.cf, e))?;
+        read(value.as_deref());
+        Ok(())
     }
 
     fn scan(
@@ -221,14 +269,14 @@ impl StoreBackend for RocksBackend {
         to: Option<&[u8]>,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let cf = self.handle()?;
+        let cf = self.handle();
         // A raw iterator lends each entry in place (the iterator adapter copies every key and
         // value into boxes of its own); the bound stops RocksDB at `to` itself.
         let mut opts = ReadOptions::default();
         if let Some(to) = to {
             opts.set_iterate_upper_bound(to.to_vec());
         }
-        let mut iter = self.db.raw_iterator_cf_opt(&cf, opts);
+        let mut iter = self.db.raw_iterator_cf_opt(cf, opts);
         iter.seek(from);
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
             if !visit(k, v) {
@@ -240,12 +288,16 @@ impl StoreBackend for RocksBackend {
     }
 
     fn apply(&self, batch: &WriteBatch) -> Result<(), StoreError> {
-        let cf = self.handle()?;
+        self.apply_each(&mut batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
+    }
+
+    fn apply_each(&self, writes: &mut dyn Iterator<Item = Write<'_>>) -> Result<(), StoreError> {
+        let cf = self.handle();
         let mut wb = rocksdb::WriteBatch::default();
-        for (k, v) in batch {
+        for (k, v) in writes {
             match v {
-                Some(v) => wb.put_cf(&cf, k, v),
-                None => wb.delete_cf(&cf, k),
+                Some(v) => wb.put_cf(cf, k, v),
+                None => wb.delete_cf(cf, k),
             }
         }
         let mut opts = WriteOptions::default();
@@ -259,7 +311,7 @@ impl StoreBackend for RocksBackend {
         if batch.len() < LOAD_AS_FILE {
             return self.apply(batch);
         }
-        let cf = self.handle()?;
+        let cf = self.handle();
         let io = |e| StoreError::Io {
             path: self.loads.display().to_string(),
             source: e,
@@ -283,7 +335,7 @@ impl StoreBackend for RocksBackend {
             writer.finish()?;
             let mut ingest = IngestExternalFileOptions::default();
             ingest.set_move_files(true);
-            self.db.ingest_external_file_cf_opts(&cf, &ingest, vec![&path])
+            self.db.ingest_external_file_cf_opts(cf, &ingest, vec![&path])
         })();
         if written.is_err() {
             let _ = fs::remove_file(&path);
@@ -292,35 +344,31 @@ impl StoreBackend for RocksBackend {
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        let cf = self.handle()?;
+        let cf = self.handle();
         let mut keys = Vec::new();
-        for item in self.db.iterator_cf(&cf, IteratorMode::Start) {
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
             let (k, _) = item.map_err(|e| rocks_err(&self.cf, e))?;
             keys.push(k);
             if keys.len() >= 10_000 {
                 let mut wb = rocksdb::WriteBatch::default();
                 for k in keys.drain(..) {
-                    wb.delete_cf(&cf, k);
+                    wb.delete_cf(cf, k);
                 }
                 self.db.write(wb).map_err(|e| rocks_err(&self.cf, e))?;
             }
         }
         let mut wb = rocksdb::WriteBatch::default();
         for k in keys {
-            wb.delete_cf(&cf, k);
+            wb.delete_cf(cf, k);
         }
         self.db.write(wb).map_err(|e| rocks_err(&self.cf, e))
     }
 
     fn approximate_len(&self) -> u64 {
-        self.handle()
+        self.db
+            .property_int_value_cf(self.handle(), "rocksdb.estimate-num-keys")
             .ok()
-            .and_then(|cf| {
-                self.db
-                    .property_int_value_cf(&cf, "rocksdb.estimate-num-keys")
-                    .ok()
-                    .flatten()
-            })
+            .flatten()
             .unwrap_or(0)
     }
 }
@@ -365,6 +413,43 @@ mod tests {
         );
         assert_eq!(scan("m1/d2", None, 2), ["m1/d2", "m1/d3"]);
         assert!(scan("m3", None, 99).is_empty());
+    }
+
+    /// Point reads through the kept handle, copied and lent, see what was written to their own
+    /// family only, from the memtable and from a flushed table, and what a reopened database
+    /// holds.
+    #[test]
+    fn point_reads_see_their_family_before_and_after_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let lent = |s: &Arc<dyn StoreBackend>, key: &[u8]| {
+            let mut seen = Vec::new();
+            s.get_with(key, &mut |v| seen.push(v.map(<[u8]>::to_vec)))
+                .unwrap();
+            assert_eq!(seen.len(), 1, "lent once");
+            assert_eq!(seen[0], s.get(key).unwrap(), "lent as copied");
+            seen.pop().unwrap()
+        };
+        {
+            let state = RocksState::open(dir.path()).unwrap();
+            let a = state.open("w", 0).unwrap();
+            let b = state.open("w", 1).unwrap();
+            a.apply(&vec![(b"k1".to_vec(), Some(b"a1".to_vec()))]).unwrap();
+            b.apply(&vec![(b"k2".to_vec(), Some(b"b2".to_vec()))]).unwrap();
+            assert_eq!(lent(&a, b"k1"), Some(b"a1".to_vec()));
+            assert_eq!(lent(&a, b"k2"), None, "another family's key");
+            state.db.flush_cf(&state.db.cf_handle("w.0").unwrap()).unwrap();
+            a.apply(&vec![
+                (b"k1".to_vec(), None),
+                (b"k3".to_vec(), Some(b"a3".to_vec())),
+            ])
+            .unwrap();
+            assert_eq!(lent(&a, b"k1"), None, "deleted over the flushed table");
+            assert_eq!(lent(&a, b"k3"), Some(b"a3".to_vec()));
+        }
+        let state = RocksState::open(dir.path()).unwrap();
+        let a = state.open("w", 0).unwrap();
+        assert_eq!(lent(&a, b"k3"), Some(b"a3".to_vec()), "after a reopen");
+        assert_eq!(lent(&state.open("w", 1).unwrap(), b"k2"), Some(b"b2".to_vec()));
     }
 
     /// A load leaves what writing the same batch leaves: batches loaded as table files shadow

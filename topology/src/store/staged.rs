@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{StoreBackend, WriteBatch};
+use super::StoreBackend;
 use crate::error::StoreError;
 
 /// Entries as (key, value) bytes.
@@ -27,11 +27,24 @@ impl StagedStore {
         }
     }
 
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.pending.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => self.backend.get(key),
+    /// Lends the value of `key` (a pending write, or the backend's) to `read` without copying
+    /// it, and returns what `read` made of it.
+    pub(crate) fn get_with<R>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, StoreError> {
+        if let Some(v) = self.pending.get(key) {
+            return Ok(read(v.as_deref()));
         }
+        let mut read = Some(read);
+        let mut out = None;
+        self.backend.get_with(key, &mut |value| {
+            if let Some(read) = read.take() {
+                out = Some(read(value));
+            }
+        })?;
+        Ok(out.expect("the backend lends the value once"))
     }
 
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -132,8 +145,11 @@ impl StagedStore {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch: WriteBatch = std::mem::take(&mut self.pending).into_iter().collect();
-        self.backend.apply(&batch)
+        let applied = self
+            .backend
+            .apply_each(&mut self.pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref())));
+        self.pending.clear();
+        applied
     }
 
     /// Drops the pending writes (a commit that failed, a task closed dirty).
@@ -164,7 +180,10 @@ mod tests {
         let all = store.scan(b"", None).unwrap();
         let keys: Vec<_> = all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
         assert_eq!(keys, vec![(&b"a"[..], &b"1"[..]), (b"c", b"3"), (b"d", b"44")]);
-        assert_eq!(store.get(b"b").unwrap(), None);
+        let get = |key: &[u8]| store.get_with(key, |v| v.map(<[u8]>::to_vec)).unwrap();
+        assert_eq!(get(b"b"), None, "deleted, pending");
+        assert_eq!(get(b"d"), Some(b"44".to_vec()), "written, pending");
+        assert_eq!(get(b"a"), Some(b"1".to_vec()), "from the backend");
         assert_eq!(
             backend.get(b"b").unwrap(),
             Some(b"2".to_vec()),

@@ -58,14 +58,13 @@ impl<K, V> KvStore<K, V> {
 
     /// Reads committed state straight from a backend (interactive queries).
     pub fn read(&self, backend: &dyn StoreBackend, key: &K) -> Result<Option<V>, StoreError> {
-        match backend.get(&self.key.to_vec(key))? {
-            Some(bytes) => self
-                .value
-                .decode(&bytes)
-                .map(Some)
-                .map_err(|e| codec_err(&self.name, e)),
-            None => Ok(None),
-        }
+        let mut decoded = None;
+        backend.get_with(&self.key.to_vec(key), &mut |bytes| {
+            decoded = Some(bytes.map(|bytes| self.value.decode(bytes)).transpose());
+        })?;
+        decoded
+            .expect("the backend lends the value once")
+            .map_err(|e| codec_err(&self.name, e))
     }
 
     /// Visits committed entries whose encoded key starts with `prefix`, until `visit` says stop.
@@ -112,15 +111,11 @@ pub struct KvView<'a, K, V> {
 
 impl<K, V> KvView<'_, K, V> {
     pub fn get(&self, key: &K) -> Result<Option<V>, StoreError> {
-        match self.store.get(&self.handle.key.to_vec(key))? {
-            Some(bytes) => self
-                .handle
-                .value
-                .decode(&bytes)
-                .map(Some)
-                .map_err(|e| codec_err(&self.handle.name, e)),
-            None => Ok(None),
-        }
+        self.store
+            .get_with(&self.handle.key.to_vec(key), |bytes| {
+                bytes.map(|bytes| self.handle.value.decode(bytes)).transpose()
+            })?
+            .map_err(|e| codec_err(&self.handle.name, e))
     }
 
     pub fn put(&mut self, key: &K, value: &V) {
@@ -307,15 +302,11 @@ pub struct WindowView<'a, K, V> {
 
 impl<K, V> WindowView<'_, K, V> {
     pub fn get(&self, key: &K, start: i64) -> Result<Option<V>, StoreError> {
-        match self.store.get(&self.handle.encode(key, start))? {
-            Some(bytes) => self
-                .handle
-                .value
-                .decode(&bytes)
-                .map(Some)
-                .map_err(|e| codec_err(&self.handle.name, e)),
-            None => Ok(None),
-        }
+        self.store
+            .get_with(&self.handle.encode(key, start), |bytes| {
+                bytes.map(|bytes| self.handle.value.decode(bytes)).transpose()
+            })?
+            .map_err(|e| codec_err(&self.handle.name, e))
     }
 
     pub fn put(&mut self, key: &K, start: i64, value: &V) {
