@@ -208,12 +208,14 @@ fn append(log: &dyn Log, topic: &str, records: impl Iterator<Item = (String, Vec
 }
 
 /// What a drain took.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Drained {
     /// Wall-clock time until every input record was processed.
     took: Duration,
     /// CPU time the process spent meanwhile, every thread (stream threads, RocksDB's) together.
     cpu: Duration,
+    /// CPU time of each stream thread (started by the drain, so all of theirs).
+    stream_threads: Vec<Duration>,
 }
 
 impl Drained {
@@ -226,6 +228,41 @@ impl Drained {
     fn cpu_us(&self, records: u64) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / records.max(1) as f64
     }
+
+    /// The busiest and the idlest stream thread over the drain, in cores (its CPU time over the
+    /// drain's): how evenly the tasks spread the work. A thread that finished its partitions
+    /// early idles while the other works on alone (a hot key, one busier partition). None with
+    /// one thread.
+    fn balance(&self, scenario: &'static str, label: &str) -> Vec<Figure> {
+        if self.stream_threads.len() < 2 {
+            return Vec::new();
+        }
+        let cores = |cpu: &Duration| cpu.as_secs_f64() / self.took.as_secs_f64().max(1e-9);
+        let busiest = self.stream_threads.iter().map(cores).fold(0.0, f64::max);
+        let idlest = self
+            .stream_threads
+            .iter()
+            .map(cores)
+            .fold(f64::INFINITY, f64::min);
+        vec![
+            figure(
+                scenario,
+                format!("{label}busiest stream thread, in cores"),
+                busiest,
+                "cores",
+                None,
+                None,
+            ),
+            figure(
+                scenario,
+                format!("{label}idlest stream thread, in cores"),
+                idlest,
+                "cores",
+                None,
+                None,
+            ),
+        ]
+    }
 }
 
 /// Runs the engine until every input record is processed.
@@ -236,8 +273,13 @@ fn drain(engine: &Engine) -> Result<Drained> {
     wait_caught_up(&running, Duration::from_secs(1800), "not caught up")?;
     let took = started.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_before);
+    let stream_threads = each_thread_cpu("stream-");
     running.shutdown()?;
-    Ok(Drained { took, cpu })
+    Ok(Drained {
+        took,
+        cpu,
+        stream_threads,
+    })
 }
 
 /// CPU time of this process so far (user and system, every thread), from `/proc/self/stat`.
@@ -251,8 +293,13 @@ fn process_cpu() -> Duration {
 /// CPU time so far of this process's threads whose name starts with `prefix` (the stream
 /// threads are `stream-N`), from `/proc/self/task/*/stat`.
 fn threads_cpu(prefix: &str) -> Duration {
+    each_thread_cpu(prefix).into_iter().sum()
+}
+
+/// CPU time so far of each of this process's threads whose name starts with `prefix`.
+fn each_thread_cpu(prefix: &str) -> Vec<Duration> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
+        return Vec::new();
     };
     tasks
         .flatten()
@@ -265,7 +312,7 @@ fn threads_cpu(prefix: &str) -> Duration {
                 None
             }
         })
-        .sum()
+        .collect()
 }
 
 /// User and system time from a `stat` line of `/proc`.
@@ -423,6 +470,7 @@ fn gps_ingest(args: &BenchArgs, extras: &mut Extras) -> Result<Vec<Figure>> {
             None,
             None,
         ));
+        cpu.extend(drained.balance("gps-ingest", &format!("embedded, {label}, {threads} threads: ")));
         out.push(figure(
             "gps-ingest",
             format!("embedded, {label}, {threads} thread{plural}: pings/s"),
@@ -949,7 +997,7 @@ fn settlement(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
         postings(),
     )?;
     let drained = drain(&i.engine)?;
-    Ok(vec![
+    let mut out = vec![
         figure(
             "settlement",
             "completed trips/s: postings to wallets and ledger (exactly-once)",
@@ -966,7 +1014,9 @@ fn settlement(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
             None,
             None,
         ),
-    ])
+    ];
+    out.extend(drained.balance("settlement", ""));
+    Ok(out)
 }
 
 fn overtime(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
@@ -1005,7 +1055,7 @@ fn overtime(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     let topic = format!("{}{}", i.config.topic_prefix, topics::TIMESHEET_PUNCHES);
     append(&*i.log, &topic, punches())?;
     let drained = drain(&i.engine)?;
-    Ok(vec![
+    let mut out = vec![
         figure(
             "overtime",
             "punches/s through day and week windows (exactly-once)",
@@ -1015,7 +1065,9 @@ fn overtime(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
             Some(">= 500,000/s"),
         ),
         figure("overtime", "CPU per punch", drained.cpu_us(n), "µs", None, None),
-    ])
+    ];
+    out.extend(drained.balance("overtime", ""));
+    Ok(out)
 }
 
 fn restore(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
@@ -1474,6 +1526,9 @@ mod tests {
         let spun = threads_cpu("spin-for");
         assert!(process_cpu() >= spun, "the process includes its threads");
         assert_eq!(threads_cpu("no-such-thread"), Duration::ZERO);
+        let each = each_thread_cpu("spin-for");
+        assert_eq!(each.len(), 1, "one thread of that name");
+        assert!(each[0] >= spun, "its own time, which only grows");
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         spinning.join().unwrap();
     }
