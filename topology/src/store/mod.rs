@@ -35,7 +35,7 @@ pub type Write<'a> = (&'a [u8], Option<&'a [u8]>);
 pub trait StoreBackend: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Lends the value of `key` to `read` in place, for a caller that only decodes it: no copy
-    /// of its own where the backend can avoid one.
+    /// of its own where the backend can avoid one. Calls `read` exactly once when it succeeds.
     fn get_with(&self, key: &[u8], read: &mut dyn FnMut(Option<&[u8]>)) -> Result<(), StoreError> {
         read(self.get(key)?.as_deref());
         Ok(())

@@ -212,7 +212,7 @@ impl RocksBackend {
     }
 }
 
-pub(crate) use family::FamilyHandle;
+use family::FamilyHandle;
 
 /// A column family's handle kept beside the database it belongs to, instead of looked up by
 /// name (a lock, a hash of the name and a reference count) at every read and write.
@@ -228,10 +228,10 @@ mod family {
     /// never outlives that database: the one holder, `RocksBackend`, declares it before the
     /// `Arc` of the database, so drops it first, and nothing drops a column family while the
     /// database is open (the state factory only creates them).
-    pub(crate) struct FamilyHandle(pub(super) Arc<BoundColumnFamily<'static>>);
+    pub(super) struct FamilyHandle(pub(super) Arc<BoundColumnFamily<'static>>);
 
     impl FamilyHandle {
-        pub(crate) fn of(db: &Arc<Db>, name: &str) -> Option<Self> {
+        pub(super) fn of(db: &Arc<Db>, name: &str) -> Option<Self> {
             let handle = db.cf_handle(name)?;
             // SAFETY: only the lifetime changes (see the type's comment for why it holds).
             Some(FamilyHandle(unsafe {
