@@ -195,7 +195,7 @@ impl Api {
                     };
                     topics.push(BatchTopic {
                         name: r.topic,
-                        full,
+                        full: full.into(),
                         partitions,
                         records: 0,
                     });
@@ -319,8 +319,8 @@ pub struct Appended {
 struct BatchTopic {
     /// Without the prefix, as the records name it.
     name: &'static str,
-    /// With the prefix.
-    full: String,
+    /// With the prefix, shared by the batch's records.
+    full: Arc<str>,
     partitions: u32,
     records: u64,
 }

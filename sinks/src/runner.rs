@@ -555,7 +555,7 @@ fn dead_letter(
     );
     metrics::counter!(crate::metrics::DEAD_LETTERS, "table" => table.name()).increment(1);
     dlq.send(ProducerRecord {
-        topic: topic.to_string(),
+        topic: topic.into(),
         partition: partition_for(record.key, 1),
         ts: 0,
         key: record.key.clone(),

@@ -148,7 +148,7 @@ impl TopologyTestDriver {
                 .unwrap_or_else(|| panic!("unknown topic {topic}"));
             let partition = partition_for(key.as_bytes(), partitions);
             let record = ProducerRecord {
-                topic: topic.to_string(),
+                topic: (*topic).into(),
                 partition,
                 ts: *ts,
                 key: Bytes::copy_from_slice(key.as_bytes()),
@@ -173,7 +173,7 @@ impl TopologyTestDriver {
         let offsets = self
             .log
             .append(vec![ProducerRecord {
-                topic: topic.to_string(),
+                topic: topic.into(),
                 partition,
                 ts,
                 key: Bytes::copy_from_slice(key),
@@ -221,7 +221,7 @@ impl TopologyTestDriver {
     fn collect(&mut self) {
         for r in self.lockstep().take_outputs() {
             self.outputs.push(Output {
-                topic: r.topic,
+                topic: r.topic.to_string(),
                 partition: r.partition,
                 key: r.key,
                 value: r.value,

@@ -216,7 +216,7 @@ impl<K: Data, V: Data> Node<K, V> for SinkNode<K, V> {
             None => partition_for(key, partitions),
         };
         task.emit(ProducerRecord {
-            topic: self.topic.to_string(),
+            topic: self.topic.clone(),
             partition,
             ts: record.ts,
             key: Bytes::copy_from_slice(key),

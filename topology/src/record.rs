@@ -1,5 +1,7 @@
 //! Records: typed inside a topology, bytes on a log.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 /// Event time in milliseconds since the Unix epoch.
@@ -55,11 +57,18 @@ pub struct LogRecord {
 /// A record to append.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProducerRecord {
-    pub topic: String,
+    /// Shared with the other records of its topic: commits group records by topic by pointer.
+    pub topic: Arc<str>,
     pub partition: u32,
     pub ts: EventTime,
     pub key: Bytes,
     pub value: Option<Bytes>,
+}
+
+/// Whether two records' topics are the same: by pointer first, since the records of one sink or
+/// changelog share their topic's name, then by name.
+pub fn same_topic(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// Kafka's default partitioner (murmur2 of the key bytes), so that fleetstream and any Java

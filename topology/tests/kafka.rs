@@ -295,7 +295,7 @@ fn transactional_commits_are_atomic_where_the_broker_offers_transactions() {
     log.ensure_topic(&TopicSpec::new(&topic, 1)).unwrap();
     let mut producer = log.producer(Some(&format!("{app}-p")), None).unwrap();
     let record = |v: &str| ProducerRecord {
-        topic: topic.clone(),
+        topic: topic.as_str().into(),
         partition: 0,
         ts: 1,
         key: "k".into(),

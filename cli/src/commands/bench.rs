@@ -190,9 +190,10 @@ fn append(log: &dyn Log, topic: &str, records: impl Iterator<Item = (String, Vec
     let partitions = log.partitions(topic)?;
     let mut producer = log.producer(None, None)?;
     let mut n = 0u64;
+    let topic: std::sync::Arc<str> = topic.into();
     for (key, value, ts) in records {
         producer.send(ProducerRecord {
-            topic: topic.to_string(),
+            topic: topic.clone(),
             partition: partition_for(key.as_bytes(), partitions),
             ts,
             key: key.into(),
@@ -728,7 +729,7 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
     let positions = Arc::new(Mutex::new(new_histogram()));
     let no_driver = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let commands = topic(topics::TRIP_COMMANDS);
+    let commands: std::sync::Arc<str> = topic(topics::TRIP_COMMANDS).into();
     let trip_partitions = i.log.partitions(&commands)?;
     let events = tail(i.log.clone(), topic(topics::TRIP_EVENTS), stop.clone(), {
         let (sent, matched, offered, no_driver) =
@@ -790,7 +791,7 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
 
     // Requests at `rate` per second and every driver's ping every 4 s, for `secs` seconds.
     let mut producer = i.log.producer(None, None)?;
-    let pings_topic = topic(topics::GPS_PINGS);
+    let pings_topic: std::sync::Arc<str> = topic(topics::GPS_PINGS).into();
     let ping_partitions = i.log.partitions(&pings_topic)?;
     let mut rng = StdRng::seed_from_u64(11);
     let started = Instant::now();
@@ -819,7 +820,7 @@ fn matching(args: &BenchArgs, _: &mut Extras) -> Result<Vec<Figure>> {
             };
             sent.lock().expect("sent").insert(trip_id.clone(), Instant::now());
             producer.send(ProducerRecord {
-                topic: commands_topic(&i),
+                topic: commands_topic(&i).into(),
                 partition: partition_for(trip_id.as_bytes(), trip_partitions),
                 ts,
                 key: trip_id.into_bytes().into(),

@@ -132,15 +132,15 @@ pub fn replay(args: &ReplayArgs) -> Result<ReplayReport> {
         report.outputs.insert(topic, 0);
     }
     for record in &outputs {
-        if !files.contains_key(&record.topic) {
+        if !files.contains_key(&*record.topic) {
             files.insert(
-                record.topic.clone(),
+                record.topic.to_string(),
                 create(&args.out, &record.topic, &config.topic_prefix)?,
             );
         }
-        let file = files.get_mut(&record.topic).expect("inserted");
+        let file = files.get_mut(&*record.topic).expect("inserted");
         write_line(file, &record.key, record.value.as_deref())?;
-        *report.outputs.entry(record.topic.clone()).or_default() += 1;
+        *report.outputs.entry(record.topic.to_string()).or_default() += 1;
     }
     for (topic, mut file) in files {
         file.flush().with_context(|| format!("writing {topic}"))?;
@@ -166,7 +166,7 @@ fn append_inputs(
             let ts = r.ts.unwrap_or(last_ts);
             last_ts = ts;
             batch.push(ProducerRecord {
-                topic: r.topic.clone(),
+                topic: r.topic.as_str().into(),
                 partition,
                 ts,
                 key: Bytes::from(r.key.clone()),
@@ -178,7 +178,7 @@ fn append_inputs(
         }
         let offsets = producer.commit(None)?;
         for (record, offset) in batch.into_iter().zip(offsets) {
-            let tp = TopicPartition::new(record.topic, record.partition);
+            let tp = TopicPartition::new(&*record.topic, record.partition);
             out.push((
                 tp,
                 LogRecord {

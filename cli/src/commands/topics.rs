@@ -128,7 +128,7 @@ pub fn produce(log: &dyn Log, input: &std::path::Path, prefix: &str) -> Result<u
             }
         };
         producer.send(fleetstream_topology::ProducerRecord {
-            topic: r.topic.clone(),
+            topic: r.topic.as_str().into(),
             partition: fleetstream_topology::partition_for(r.key.as_bytes(), count),
             ts: r.ts.unwrap_or_default(),
             key: bytes::Bytes::from(r.key.clone()),

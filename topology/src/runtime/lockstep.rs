@@ -219,7 +219,7 @@ impl Lockstep {
 
     fn drain(&mut self) -> Result<(), RuntimeError> {
         while let Some(record) = self.fifo.pop_front() {
-            let tp = TopicPartition::new(record.topic.clone(), record.partition);
+            let tp = TopicPartition::new(&*record.topic, record.partition);
             let id = self.task(&tp)?;
             let task = self.tasks.get_mut(id).expect("open");
             task.process_direct(&tp, &record.key, record.value.as_ref(), record.ts)?;

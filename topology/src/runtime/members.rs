@@ -139,7 +139,7 @@ impl Members {
         }
         let producer = producer.as_mut().expect("created");
         producer.send(ProducerRecord {
-            topic: self.topic.clone(),
+            topic: self.topic.as_str().into(),
             partition: 0,
             ts: info.at,
             key: Bytes::from(key),
@@ -162,7 +162,7 @@ impl Members {
             return Ok(());
         };
         producer.send(ProducerRecord {
-            topic: self.topic.clone(),
+            topic: self.topic.as_str().into(),
             partition: 0,
             ts: self.clock.now(),
             key: Bytes::from(key),

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use super::{RuntimeError, Shared};
 use crate::log::{OffsetCommit, Producer};
-use crate::record::{ProducerRecord, TopicPartition};
+use crate::record::{ProducerRecord, TopicPartition, same_topic};
 use crate::task::{Task, TaskId};
 
 pub(crate) struct TaskSet {
@@ -198,13 +198,16 @@ impl TaskSet {
         };
         let mut sent = 0usize;
         // Records out per topic: a handful of topics, counted without a key per record.
-        let mut out_counts: Vec<(String, u64)> = Vec::new();
+        let mut out_counts: Vec<(Arc<str>, u64)> = Vec::new();
         for (id, task) in self.tasks.iter_mut() {
             if !task.is_dirty() && !force_checkpoint {
                 continue;
             }
             for record in &task.state.outputs {
-                match out_counts.iter_mut().find(|(topic, _)| *topic == record.topic) {
+                match out_counts
+                    .iter_mut()
+                    .find(|(topic, _)| same_topic(topic, &record.topic))
+                {
                     Some((_, n)) => *n += 1,
                     None => out_counts.push((record.topic.clone(), 1)),
                 }

@@ -109,7 +109,7 @@ impl TaskState {
         let bytes = serde_json::to_vec(&value).expect("dead letters encode");
         let partition = partition_for(&letter.key, self.partitions_of(&topic));
         self.outputs.push(ProducerRecord {
-            topic,
+            topic: topic.into(),
             partition,
             ts: letter.ts,
             key: letter.key,
@@ -141,6 +141,8 @@ pub(crate) struct Task {
     root: Box<dyn RootNode>,
     inputs: BTreeMap<TopicPartition, InputQueue>,
     changelog: TopicPartition,
+    /// The changelog's name, shared by every record this task writes to it.
+    changelog_topic: Arc<str>,
     /// Changelog offset after our last marker (or where restore ended).
     changelog_next: u64,
     store_ids: Vec<StoreId>,
@@ -248,6 +250,7 @@ impl Task {
             state,
             root: topology.instantiate(sub),
             inputs,
+            changelog_topic: changelog.topic.as_str().into(),
             changelog,
             changelog_next: restored.next,
             store_ids: sub.stores.clone(),
@@ -463,7 +466,7 @@ impl Task {
         for store in stores {
             for (key, value) in store.pending() {
                 producer.send(ProducerRecord {
-                    topic: self.changelog.topic.clone(),
+                    topic: self.changelog_topic.clone(),
                     partition: self.changelog.partition,
                     ts,
                     key: Bytes::from(changelog::entry_key(&store.name, key)),
@@ -482,7 +485,7 @@ impl Task {
             valid_from: self.changelog_next,
         };
         producer.send(ProducerRecord {
-            topic: self.changelog.topic.clone(),
+            topic: self.changelog_topic.clone(),
             partition: self.changelog.partition,
             ts,
             key: Bytes::from_static(changelog::MARKER_KEY),

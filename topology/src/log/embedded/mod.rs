@@ -33,7 +33,7 @@ use super::{
     range_assignment,
 };
 use crate::error::LogError;
-use crate::record::{ProducerRecord, TopicPartition};
+use crate::record::{ProducerRecord, TopicPartition, same_topic};
 
 /// Tuning of the embedded log.
 #[derive(Debug, Clone, Copy)]
@@ -278,33 +278,41 @@ impl EmbeddedLog {
         offsets: Option<&OffsetCommit>,
     ) -> Result<Vec<u64>, LogError> {
         let mut assigned = Vec::with_capacity(records.len());
-        // The topics of this batch, each looked up once: a batch names only a handful.
-        let mut batch_topics: Vec<(String, Arc<TopicData>)> = Vec::new();
+        // The topics of this batch, each looked up once: a batch names only a handful, and
+        // records of one topic mostly follow each other (and share their name's allocation).
+        let mut batch_topics: Vec<(Arc<str>, Arc<TopicData>)> = Vec::new();
+        let mut last = 0;
         let mut touched: BTreeSet<(usize, u32)> = BTreeSet::new();
         for record in records.drain(..) {
-            let index = match batch_topics.iter().position(|(name, _)| *name == record.topic) {
-                Some(index) => index,
-                None => {
-                    let topic = self
-                        .inner
-                        .topics
-                        .read()
-                        .get(&record.topic)
-                        .cloned()
-                        .ok_or_else(|| LogError::UnknownTopic {
-                            topic: record.topic.clone(),
-                        })?;
-                    batch_topics.push((record.topic.clone(), topic));
-                    batch_topics.len() - 1
-                }
+            let index = if batch_topics
+                .get(last)
+                .is_some_and(|(name, _)| same_topic(name, &record.topic))
+            {
+                last
+            } else if let Some(index) = batch_topics
+                .iter()
+                .position(|(name, _)| same_topic(name, &record.topic))
+            {
+                index
+            } else {
+                let topic = self
+                    .inner
+                    .topics
+                    .read()
+                    .get(&*record.topic)
+                    .cloned()
+                    .ok_or_else(|| LogError::UnknownTopic {
+                        topic: record.topic.to_string(),
+                    })?;
+                batch_topics.push((record.topic.clone(), topic));
+                batch_topics.len() - 1
             };
+            last = index;
             let partition = batch_topics[index]
                 .1
                 .partitions
                 .get(record.partition as usize)
-                .ok_or_else(|| {
-                    unknown_partition(&TopicPartition::new(record.topic.clone(), record.partition))
-                })?;
+                .ok_or_else(|| unknown_partition(&TopicPartition::new(&*record.topic, record.partition)))?;
             assigned.push(partition.lock().append(record.ts, record.key, record.value)?);
             touched.insert((index, record.partition));
         }
@@ -312,7 +320,7 @@ impl EmbeddedLog {
             .into_iter()
             .map(|(i, p)| {
                 (
-                    TopicPartition::new(batch_topics[i].0.clone(), p),
+                    TopicPartition::new(&*batch_topics[i].0, p),
                     batch_topics[i].1.clone(),
                 )
             })
