@@ -123,6 +123,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn topics_are_the_same_by_pointer_or_by_name() {
+        let a: Arc<str> = "fleetstream-market-inbox".into();
+        let b: Arc<str> = "fleetstream-market-inbox".into();
+        let c: Arc<str> = "fleetstream-market-inboy".into();
+        assert!(same_topic(&a, &a.clone()));
+        assert!(same_topic(&a, &b));
+        assert!(!same_topic(&a, &c));
+    }
+
+    #[test]
     fn murmur2_matches_kafka() {
         // Values from Kafka's UtilsTest.testMurmur2 (as signed ints).
         let cases: [(&[u8], i32); 4] = [
