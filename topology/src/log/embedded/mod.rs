@@ -721,6 +721,48 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_of_interleaved_topics_places_each_record_in_its_own() {
+        let log = EmbeddedLog::in_memory();
+        log.ensure_topic(&TopicSpec::new("a", 1)).unwrap();
+        log.ensure_topic(&TopicSpec::new("b", 2)).unwrap();
+        // Names shared by pointer, and equal names in allocations of their own.
+        let a: Arc<str> = "a".into();
+        let mut batch = Vec::new();
+        for (i, (topic, partition)) in [
+            (a.clone(), 0),
+            ("b".into(), 1),
+            (a.clone(), 0),
+            ("a".into(), 0),
+            ("b".into(), 0),
+            ("b".into(), 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            batch.push(ProducerRecord {
+                topic,
+                partition,
+                ts: 1,
+                key: Bytes::from_static(b"k"),
+                value: Some(Bytes::from(i.to_string())),
+            });
+        }
+        assert_eq!(log.append(batch).unwrap(), vec![0, 0, 1, 2, 0, 1]);
+        let read = |topic: &str, partition: u32| -> Vec<String> {
+            log.read(&TopicPartition::new(topic, partition), 0, 10)
+                .unwrap()
+                .into_iter()
+                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+                .collect()
+        };
+        assert_eq!(read("a", 0), ["0", "2", "3"]);
+        assert_eq!(read("b", 0), ["4"]);
+        assert_eq!(read("b", 1), ["1", "5"]);
+        let err = log.append(vec![rec("c", 0, "x")]).unwrap_err();
+        assert!(matches!(err, LogError::UnknownTopic { .. }), "{err}");
+    }
+
+    #[test]
     fn reopen_recovers_committed_records_and_positions() {
         let dir = tempfile::tempdir().unwrap();
         {
