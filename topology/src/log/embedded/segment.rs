@@ -170,9 +170,7 @@ impl PartitionStore {
     /// Writes a record's frame into the current chunk, or a new one where it does not fit, and
     /// returns it. Frames in memory only (no directory) go without their checksum.
     fn frame(&mut self, offset: u64, ts: i64, key: &[u8], value: Option<&[u8]>) -> Bytes {
-        let len = frame_len(key, value);
-        if self.chunk.capacity() < len {
-            self.chunk = BytesMut::with_capacity(self.next_chunk.max(len));
+        if make_room(&mut self.chunk, frame_len(key, value), self.next_chunk) {
             self.next_chunk = (self.next_chunk * 2).min(CHUNK_MAX);
         }
         put_frame(&mut self.chunk, offset, ts, key, value, self.dir.is_some());
@@ -369,6 +367,16 @@ pub(super) fn encode_frame(record: &LogRecord) -> Vec<u8> {
     frame.to_vec()
 }
 
+/// Starts a new chunk of `size` bytes (or `len`, if larger) where the rest of `chunk` holds fewer
+/// than `len`; says whether it did.
+fn make_room(chunk: &mut BytesMut, len: usize, size: usize) -> bool {
+    let full = chunk.capacity() < len;
+    if full {
+        *chunk = BytesMut::with_capacity(size.max(len));
+    }
+    full
+}
+
 fn frame_len(key: &[u8], value: Option<&[u8]>) -> usize {
     KEY_AT + key.len() + 4 + value.map_or(0, <[u8]>::len)
 }
@@ -414,9 +422,7 @@ fn read_frame(
     if !(24..=(256 << 20)).contains(&len) {
         return Ok(None);
     }
-    if chunk.capacity() < len {
-        *chunk = BytesMut::with_capacity(CHUNK_MAX.max(len));
-    }
+    make_room(chunk, len, CHUNK_MAX);
     chunk.resize(len, 0);
     let read = read_full(reader, chunk).map_err(|e| LogError::io(path.display(), e));
     if !matches!(read, Ok(true)) || crc32fast::hash(chunk) != crc {
